@@ -1,0 +1,111 @@
+import type { AnyStateMachine } from 'xstate';
+import type { z } from 'zod';
+import { AGENT_NAME_PATTERN } from '../common/ids.ts';
+import { agentLoopMachine, type AgentLoopInput } from '../machines/agent-loop.machine.ts';
+import type { Tool } from '../sandbox/tool.ts';
+
+/** Limits of one agent; a task's `budget` may lower them, never raise them. */
+export interface AgentLimits {
+  /** Most model turns. @default config `limits.steps` (8) */
+  steps?: number;
+  /** Wall-clock cap from the task's start, across restarts. @default config `limits.wallClockMs` (90 s) */
+  wallClockMs?: number;
+}
+
+/** Everything a machine's input may be derived from. */
+export interface TaskStart<I> {
+  taskId: string;
+  input: I;
+  /** Resolved limits for this task. */
+  limits: Required<AgentLimits>;
+}
+
+interface AgentCommon<I> {
+  /** Subject token: `troupe.tasks.<name>`. Lower-case letters, digits, `_`, `-`. */
+  name: string;
+  description: string;
+  /** Schema of a task's `input`; submissions that do not parse are rejected with the reason. */
+  input: z.ZodType<I>;
+  /** A valid input, shown by `troupe agents` and used by the demo. */
+  exampleInput?: I;
+  /**
+   * Version of the machine. Bump it whenever a change would make old snapshots unreadable: a
+   * host refuses (fails with a clear error) to restore a snapshot of another version.
+   * @default "1"
+   */
+  version?: string;
+  /** The system prompt of every model call. @default "" */
+  system?: string;
+  /** Tools the model may call. @default [] */
+  tools?: Tool<any, any>[];
+  limits?: AgentLimits;
+}
+
+/** An agent run by the built-in agent loop (think -> act -> observe). */
+export interface LoopAgentDefinition<I> extends AgentCommon<I> {
+  /** The first user message, from the task input. */
+  prompt: (input: I) => string;
+}
+
+/** An agent with a statechart of its own. Its effects are `model` and `tools` actors. */
+export interface MachineAgentDefinition<I> extends AgentCommon<I> {
+  machine: AnyStateMachine;
+  /** The machine's input for a new task. */
+  machineInput: (start: TaskStart<I>) => unknown;
+}
+
+/** A validated agent, as hosts use it. */
+export interface Agent<I = unknown> {
+  readonly name: string;
+  readonly description: string;
+  readonly input: z.ZodType<I>;
+  readonly exampleInput: I | undefined;
+  readonly version: string;
+  readonly system: string;
+  readonly tools: ReadonlyMap<string, Tool<any, any>>;
+  readonly limits: AgentLimits;
+  readonly machine: AnyStateMachine;
+  readonly machineInput: (start: TaskStart<I>) => unknown;
+}
+
+/** Declares an agent. Throws at definition time if the definition is unusable. */
+export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgentDefinition<I>): Agent<I> {
+  if (!AGENT_NAME_PATTERN.test(definition.name) || definition.name === 'rejected') {
+    throw new TypeError(`agent name ${JSON.stringify(definition.name)} must match ${AGENT_NAME_PATTERN} and not be "rejected"`);
+  }
+  const tools = new Map<string, Tool<any, any>>();
+  for (const tool of definition.tools ?? []) {
+    if (tools.has(tool.name)) throw new TypeError(`agent "${definition.name}" lists tool "${tool.name}" twice`);
+    tools.set(tool.name, tool);
+  }
+  const base = {
+    name: definition.name,
+    description: definition.description,
+    input: definition.input,
+    exampleInput: definition.exampleInput,
+    version: definition.version ?? '1',
+    system: definition.system ?? '',
+    tools,
+    limits: { ...definition.limits },
+  };
+  if ('machine' in definition) {
+    return Object.freeze({ ...base, machine: definition.machine, machineInput: definition.machineInput });
+  }
+  const prompt = definition.prompt;
+  return Object.freeze({
+    ...base,
+    machine: agentLoopMachine,
+    machineInput: (start: TaskStart<I>): AgentLoopInput => ({ taskId: start.taskId, prompt: prompt(start.input), maxSteps: start.limits.steps }),
+  });
+}
+
+/** Whether a module export looks like an agent made by {@link defineAgent}. */
+export function isAgent(value: unknown): value is Agent {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Agent).name === 'string' &&
+    typeof (value as Agent).machineInput === 'function' &&
+    (value as Agent).tools instanceof Map
+  );
+}

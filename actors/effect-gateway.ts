@@ -1,0 +1,160 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../common/clock.ts';
+import { ensureError, TroupeError, toWireError } from '../common/errors.ts';
+import type { JsonKv } from '../runtime/json-kv.ts';
+import { RevisionConflictError } from '../runtime/json-kv.ts';
+import type { LedgerRecord } from '../runtime/wire.ts';
+import { RecordedEffectError, UnknownOutcomeError } from './errors.ts';
+
+/** One effect to run at most once. */
+export interface EffectSpec<T> {
+  /** Idempotency key `<taskId>/<step>/<callIndex>`. */
+  key: string;
+  kind: 'model' | 'tool';
+  /** Model or tool name, for the ledger and errors. */
+  name: string;
+  /**
+   * Whether running it twice could do harm. Side-effecting calls are recorded as `started`
+   * (with a lease) before they run, so a runner that dies mid-call is detected.
+   */
+  sideEffect: boolean;
+  /** Whether repeating it is harmful even if it may not have happened (no retry on unknown outcome). */
+  irreversible: boolean;
+  /** How long the `started` lease lasts: the call's own time limit plus a margin. */
+  leaseMs: number;
+  /** Asks the outside world whether a call with this key already happened. */
+  reconcile?: (() => Promise<{ happened: true; result: T } | { happened: false }>) | undefined;
+  execute: () => Promise<T>;
+}
+
+/** What the gateway returns: the result, and whether it came from the ledger. */
+export interface EffectOutcome<T> {
+  result: T;
+  replayed: boolean;
+}
+
+/**
+ * Points where crash tests stop a process: before an effect touches the ledger, right after a
+ * side-effecting call is recorded `started`, and after an outcome is recorded but before the
+ * task consumes it.
+ */
+export interface EffectFaults {
+  beforeEffect?: (key: string) => Promise<void>;
+  afterStarted?: (key: string) => Promise<void>;
+  afterRecorded?: (key: string) => Promise<void>;
+}
+
+/** Options of an {@link EffectGateway}. */
+export interface EffectGatewayOptions {
+  ledger: JsonKv<LedgerRecord>;
+  /** This process's identity, written into leases. */
+  owner: string;
+  clock: Clock;
+  logger: Logger;
+  /** Fault injection for crash tests; never set in production. */
+  faults?: EffectFaults | undefined;
+}
+
+/**
+ * The only way an effect leaves a task: at most one execution per idempotency key.
+ *
+ * - A recorded success is returned without executing again (recovery, redelivery, replay).
+ * - A side-effecting call is first recorded `started` with a lease; if a previous runner died
+ *   mid-call (expired lease), the tool's `reconcile` decides; without one, a reversible call is
+ *   repeated and an irreversible one fails with {@link UnknownOutcomeError}.
+ * - A live lease held by someone else means the call is running elsewhere: wait for it.
+ * - The outcome is recorded before it is returned, so the caller never consumes an unrecorded
+ *   result.
+ */
+export class EffectGateway {
+  constructor(private readonly o: EffectGatewayOptions) {}
+
+  async run<T>(spec: EffectSpec<T>): Promise<EffectOutcome<T>> {
+    const { ledger, clock } = this.o;
+    await this.o.faults?.beforeEffect?.(spec.key);
+    for (;;) {
+      const existing = await ledger.get(spec.key);
+      const record = existing?.value;
+      if (record?.state === 'succeeded') return { result: record.result as T, replayed: true };
+      if (record?.state === 'failed' && !record.retryable) throw new RecordedEffectError(record.error.code, record.error.message);
+
+      const attempt = (record?.attempt ?? 0) + 1;
+      if (!spec.sideEffect) {
+        return this.executeAndRecord(spec, attempt, undefined);
+      }
+
+      if (record?.state === 'started') {
+        if (record.leaseUntil > clock.now() && record.owner !== this.o.owner) {
+          // Running elsewhere right now (a slow previous owner): wait rather than run twice.
+          await clock.sleep(Math.min(1000, record.leaseUntil - clock.now() + 10));
+          continue;
+        }
+        const verdict = await this.settleUnknown(spec, existing!.revision);
+        if (verdict === 'retry') continue;
+        if (verdict) return verdict as EffectOutcome<T>;
+      }
+
+      let revision: number;
+      const started: LedgerRecord = {
+        v: 1,
+        state: 'started',
+        kind: spec.kind,
+        name: spec.name,
+        owner: this.o.owner,
+        leaseUntil: clock.now() + spec.leaseMs,
+        attempt,
+        at: clock.now(),
+      };
+      try {
+        revision = existing ? await ledger.update(spec.key, started, existing.revision) : await ledger.create(spec.key, started);
+      } catch (err) {
+        if (err instanceof RevisionConflictError) continue; // someone else moved first: look again
+        throw err;
+      }
+      await this.o.faults?.afterStarted?.(spec.key);
+      return this.executeAndRecord(spec, attempt, revision);
+    }
+  }
+
+  /**
+   * A previous runner started this call and vanished. Returns the reconciled outcome, `'retry'`
+   * to run it again (after the ledger says so), or throws if it must not be repeated.
+   */
+  private async settleUnknown<T>(spec: EffectSpec<T>, revision: number): Promise<EffectOutcome<T> | 'retry' | undefined> {
+    if (spec.reconcile) {
+      const found = await spec.reconcile();
+      if (found.happened) {
+        await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result: found.result, attempt: 0, at: this.o.clock.now() }, revision);
+        this.o.logger.info({ key: spec.key, tool: spec.name }, 'unknown outcome reconciled: the call had happened');
+        return { result: found.result, replayed: true };
+      }
+      this.o.logger.info({ key: spec.key, tool: spec.name }, 'unknown outcome reconciled: the call had not happened; running it');
+      return undefined;
+    }
+    if (spec.irreversible) throw new UnknownOutcomeError(spec.key, spec.name);
+    return undefined;
+  }
+
+  private async executeAndRecord<T>(spec: EffectSpec<T>, attempt: number, revision: number | undefined): Promise<EffectOutcome<T>> {
+    const { clock } = this.o;
+    let result: T;
+    try {
+      result = await spec.execute();
+    } catch (caught) {
+      const err = ensureError(caught);
+      const retryable = err instanceof TroupeError ? err.retryable : false;
+      await this.record(spec, { v: 1, state: 'failed', kind: spec.kind, name: spec.name, error: toWireError(err), retryable, attempt, at: clock.now() }, revision);
+      throw err;
+    }
+    await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result, attempt, at: clock.now() }, revision);
+    return { result, replayed: false };
+  }
+
+  private async record<T>(spec: EffectSpec<T>, record: LedgerRecord, revision: number | undefined): Promise<void> {
+    // Side-effecting calls update the `started` record they own; pure calls have no prior record
+    // worth protecting, so a plain put is enough (and saves a round trip).
+    if (revision !== undefined) await this.o.ledger.update(spec.key, record, revision);
+    else await this.o.ledger.put(spec.key, record);
+    await this.o.faults?.afterRecorded?.(spec.key);
+  }
+}

@@ -1,0 +1,26 @@
+import { ErrorCode, TerminalError } from '../common/errors.ts';
+
+/**
+ * A side-effecting call whose runner died mid-call, that the tool cannot reconcile and that is
+ * not safe to repeat. It is never retried blindly; a human must decide.
+ */
+export class UnknownOutcomeError extends TerminalError {
+  override readonly name = 'UnknownOutcomeError';
+  constructor(readonly key: string, tool: string) {
+    super(
+      ErrorCode.unknownOutcome,
+      `the outcome of "${tool}" call ${key} is unknown: its runner stopped mid-call, the tool has no reconcile() and is irreversible, so it is not repeated`,
+    );
+  }
+}
+
+/** A recorded failure returned again on replay, with its original code. */
+export class RecordedEffectError extends TerminalError {
+  override readonly name = 'RecordedEffectError';
+  constructor(readonly wireCode: string, message: string) {
+    super(ErrorCode.effectFailed, message);
+  }
+  override toWire() {
+    return { code: this.wireCode, message: this.message };
+  }
+}

@@ -1,0 +1,291 @@
+import { hostname } from 'node:os';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
+import type { JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../common/clock.ts';
+import { ErrorCode, ensureError } from '../common/errors.ts';
+import type { TroupeConfig } from '../config/schema.ts';
+import { readTaskMessage, type Resumption, type Submission } from '../runtime/intake.ts';
+import { JsonKv, RevisionConflictError, type Versioned } from '../runtime/json-kv.ts';
+import { Headers, subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts';
+import { TaskEvents } from '../runtime/task-events.ts';
+import { TaskQueue } from '../runtime/task-queue.ts';
+import { ensureTopology, type Topology } from '../runtime/topology.ts';
+import { ledgerRecordSchema, snapshotEnvelopeSchema, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
+import type { Agent } from './agent.ts';
+import { EffectGateway, type EffectFaults } from './effect-gateway.ts';
+import type { ModelClient } from './model/model-client.ts';
+import { TaskRunner, type RunnerEnd, type TaskRunnerDeps } from './task-runner.ts';
+
+/** Options of a {@link Host}. */
+export interface HostOptions {
+  nc: NatsConnection;
+  config: TroupeConfig;
+  agents: readonly Agent<any>[];
+  model: ModelClient;
+  logger: Logger;
+  /** @default the system clock */
+  clock?: Clock;
+  /** @default `<hostname>-<pid>-<random>` */
+  hostId?: string;
+  /** Fault injection for crash tests; never set in production. */
+  faults?: EffectFaults;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Runs tasks: takes task messages from the work queue, validates them, creates, resumes or
+ * de-duplicates tasks, and runs each as a {@link TaskRunner}. Several hosts may share one NATS;
+ * each task is run by the host holding its message, and moves to another host if this one dies
+ * (after the lease) or shuts down (at once, by hand-over).
+ */
+export class Host implements AsyncDisposable {
+  readonly hostId: string;
+  readonly subjects: Subjects;
+  private readonly agents: Map<string, Agent<any>>;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly runners = new Map<string, TaskRunner>();
+  private readonly pending = new Set<Promise<unknown>>();
+  private topology: Topology | undefined;
+  private queue: TaskQueue | undefined;
+  private store: JsonKv<SnapshotEnvelope> | undefined;
+  private events: TaskEvents | undefined;
+  private deps: TaskRunnerDeps | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly o: HostOptions) {
+    this.clock = o.clock ?? systemClock;
+    this.hostId = o.hostId ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    this.subjects = makeSubjects(o.config.prefix);
+    this.agents = new Map(o.agents.map((a) => [a.name, a]));
+    if (this.agents.size !== o.agents.length) throw new TypeError('two agents share a name');
+    this.log = o.logger.child({ actor: 'host', host: this.hostId });
+  }
+
+  /** Creates streams and buckets if needed and starts taking tasks. */
+  async start(): Promise<void> {
+    const { config, nc } = this.o;
+    this.topology = await ensureTopology(nc, this.subjects, { ...config.streams, leaseMs: config.host.leaseMs });
+    this.store = new JsonKv(this.topology.snapshots, this.subjects.buckets.snapshots, snapshotEnvelopeSchema);
+    const ledger = new JsonKv<LedgerRecord>(this.topology.ledger, this.subjects.buckets.ledger, ledgerRecordSchema);
+    this.events = new TaskEvents(nc, this.topology.js, this.subjects, this.clock, this.log);
+    const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
+    this.deps = { store: this.store, gateway, events: this.events, model: this.o.model, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
+    this.queue = new TaskQueue(this.topology.js, {
+      stream: this.subjects.streams.tasks,
+      consumer: this.subjects.hostsConsumer,
+      concurrency: config.host.concurrency,
+      leaseMs: config.host.leaseMs,
+      logger: this.log,
+    });
+    await this.queue.start((msg) => this.track(this.handle(msg)));
+    this.log.info({ agents: [...this.agents.keys()] }, 'host started');
+  }
+
+  /** Tasks running on this host now. */
+  get running(): number {
+    return this.runners.size;
+  }
+
+  /**
+   * Graceful shutdown: stop taking tasks, let running effects finish (up to
+   * `host.drainTimeoutMs`), checkpoint every task and hand it to another host. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.queue?.stopIntake();
+      await Promise.all([...this.runners.values()].map((r) => r.drain(this.o.config.host.drainTimeoutMs)));
+      while (this.pending.size) await Promise.allSettled([...this.pending]);
+      await this.queue?.close();
+      this.log.info('host stopped');
+    })();
+    return this.closing;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  private track<T>(p: Promise<T>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  /** Never throws: a message that cannot be handled is left to be redelivered. */
+  private async handle(msg: JsMsg): Promise<void> {
+    const queue = this.queue!;
+    try {
+      const read = readTaskMessage(msg, this.subjects, (name) => this.agents.get(name), this.o.config.host.maxTaskBytes);
+      if (read.kind === 'refusal') {
+        await this.events!.reject({ agent: read.agent, taskId: read.taskId, error: read.error, payloadPreview: read.payloadPreview }, read.replyTo);
+        this.log.info({ taskId: read.taskId, agent: read.agent, error: read.error }, 'task rejected');
+        await queue.ack(msg);
+        return;
+      }
+      const stored = await this.store!.get(read.taskId);
+      if (msg.info.deliveryCount > this.o.config.host.maxDeliver) {
+        await this.giveUp(msg, read, stored);
+        return;
+      }
+      if (read.kind === 'submission' && !stored) {
+        await this.createTask(msg, read);
+        return;
+      }
+      if (!stored) {
+        // A hand-over whose task no longer exists: nothing to run.
+        await queue.ack(msg);
+        return;
+      }
+      if (stored.value.runSeq !== msg.seq) {
+        // Another message owns this task: a duplicate submission, or a stale hand-over.
+        if (read.kind === 'submission') this.events!.answer(read.replyTo, { taskId: read.taskId, status: 'accepted', duplicate: true });
+        await queue.ack(msg);
+        return;
+      }
+      if (read.kind === 'submission') this.events!.answer(read.replyTo, { taskId: read.taskId, status: 'accepted' });
+      await this.resumeTask(msg, stored);
+    } catch (caught) {
+      const err = ensureError(caught);
+      this.log.error({ err, subject: msg.subject, seq: msg.seq }, 'task message not handled; it will be redelivered');
+      queue.forget(msg);
+    }
+  }
+
+  private async createTask(msg: JsMsg, sub: Submission): Promise<void> {
+    const agent = this.agents.get(sub.agent)!;
+    const limits = {
+      steps: Math.min(sub.budget?.steps ?? Infinity, agent.limits.steps ?? this.o.config.limits.steps),
+      wallClockMs: Math.min(sub.budget?.wallClockMs ?? Infinity, agent.limits.wallClockMs ?? this.o.config.limits.wallClockMs),
+    };
+    let runner: TaskRunner;
+    try {
+      runner = await TaskRunner.create(
+        agent,
+        this.deps!,
+        {
+          taskId: sub.taskId,
+          machineInput: agent.machineInput({ taskId: sub.taskId, input: sub.input, limits }),
+          deadlineAt: this.clock.now() + limits.wallClockMs,
+          metadata: sub.metadata,
+        },
+        { seq: msg.seq, delivery: msg.info.deliveryCount },
+      );
+    } catch (err) {
+      if (err instanceof RevisionConflictError) {
+        // Created a moment ago by another message: handle this one as a duplicate.
+        this.events!.answer(sub.replyTo, { taskId: sub.taskId, status: 'accepted', duplicate: true });
+        await this.queue!.ack(msg);
+        return;
+      }
+      throw err;
+    }
+    await this.events!.publish(sub.taskId, { type: 'accepted', agent: agent.name }, `${sub.taskId}:accepted`);
+    this.events!.answer(sub.replyTo, { taskId: sub.taskId, status: 'accepted' });
+    this.log.info({ taskId: sub.taskId, agent: agent.name }, 'task accepted');
+    this.run(msg, runner);
+  }
+
+  private async resumeTask(msg: JsMsg, stored: Versioned<SnapshotEnvelope>): Promise<void> {
+    const env = stored.value;
+    if (env.status !== 'running') {
+      // Ended, but the host died before acking: make sure watchers saw the end, then ack.
+      await this.events!.publish(env.taskId, env.outcome?.status === 'done' ? { type: 'done', output: env.outcome.output } : { type: 'failed', error: env.outcome?.status === 'failed' ? env.outcome.error : { code: ErrorCode.internal, message: 'task ended without an outcome' } }, `${env.taskId}:end`);
+      await this.queue!.ack(msg);
+      return;
+    }
+    const agent = this.agents.get(env.agent);
+    if (!agent) {
+      await this.endStored(msg, stored, { code: ErrorCode.unknownAgent, message: `task ${env.taskId} belongs to agent "${env.agent}", which this deployment no longer runs` });
+      return;
+    }
+    if (agent.version !== env.machineVersion) {
+      await this.endStored(msg, stored, {
+        code: ErrorCode.machineVersionMismatch,
+        message: `task ${env.taskId} was saved by version "${env.machineVersion}" of agent "${env.agent}", but this host runs version "${agent.version}"; it cannot be resumed safely, so it is failed instead of corrupted`,
+      });
+      return;
+    }
+    let runner: TaskRunner;
+    try {
+      runner = await TaskRunner.restore(agent, this.deps!, stored, { seq: msg.seq, delivery: msg.info.deliveryCount });
+    } catch (err) {
+      if (err instanceof RevisionConflictError) {
+        this.queue!.forget(msg);
+        return;
+      }
+      await this.endStored(msg, stored, { code: ErrorCode.snapshotCorrupt, message: `task ${env.taskId}'s snapshot cannot be restored: ${ensureError(err).message}` });
+      return;
+    }
+    this.events!.emit(env.taskId, { type: 'resumed', host: this.hostId, revision: runner.revisionNumber });
+    this.log.info({ taskId: env.taskId, agent: env.agent, delivery: msg.info.deliveryCount }, 'task resumed');
+    this.run(msg, runner);
+  }
+
+  private run(msg: JsMsg, runner: TaskRunner): void {
+    this.runners.set(runner.taskId, runner);
+    this.track(runner.done.then((end) => this.release(msg, runner, end)));
+    runner.start();
+  }
+
+  private async release(msg: JsMsg, runner: TaskRunner, end: RunnerEnd): Promise<void> {
+    this.runners.delete(runner.taskId);
+    if (end === 'finished') await this.queue!.ack(msg);
+    else if (end === 'abandoned') this.queue!.forget(msg);
+    else await this.handOver(msg, runner);
+  }
+
+  /**
+   * Hands a drained task to whichever host takes the next message: publishes a hand-over message,
+   * points the task at it (compare-and-set), then acks the old one. A crash in between leaves
+   * exactly one of the two messages owning the task.
+   */
+  private async handOver(msg: JsMsg, runner: TaskRunner): Promise<void> {
+    try {
+      const h = natsHeaders();
+      h.set(Headers.resume, runner.taskId);
+      const ack = await this.topology!.js.publish(this.subjects.task(runner.agent.name), encoder.encode(JSON.stringify({ taskId: runner.taskId })), {
+        headers: h,
+        msgID: `${runner.taskId}:handover:${runner.revisionNumber}`,
+      });
+      const env = runner.status;
+      await this.store!.update(runner.taskId, { ...env, runSeq: ack.seq, runDelivery: 0, owner: null, updatedAt: this.clock.now() }, runner.revisionNumber);
+      await this.queue!.ack(msg);
+      this.log.info({ taskId: runner.taskId }, 'task handed over');
+    } catch (err) {
+      this.log.warn({ err, taskId: runner.taskId }, 'hand-over failed; the task will be redelivered');
+      this.queue!.nak(msg);
+    }
+  }
+
+  /** Past `host.maxDeliver` deliveries: a poison submission, or a task that keeps killing hosts. */
+  private async giveUp(msg: JsMsg, read: Submission | Resumption, stored: Versioned<SnapshotEnvelope> | undefined): Promise<void> {
+    const max = this.o.config.host.maxDeliver;
+    if (stored && stored.value.runSeq === msg.seq && stored.value.status === 'running') {
+      await this.endStored(msg, stored, { code: ErrorCode.restartIntensityExceeded, message: `task ${read.taskId} was started ${msg.info.deliveryCount} times without finishing (limit ${max}: host.maxDeliver); it is failed instead of restarted forever` });
+      return;
+    }
+    if (!stored && read.kind === 'submission') {
+      await this.events!.reject({ agent: read.agent, taskId: read.taskId, error: { code: ErrorCode.poisonMessage, message: `task message was delivered ${msg.info.deliveryCount} times without being accepted (limit ${max}); it is dropped` } }, read.replyTo);
+    }
+    await this.queue!.ack(msg);
+  }
+
+  /** Ends a task that has no runner (cannot be restored): writes the outcome, announces it, acks. */
+  private async endStored(msg: JsMsg, stored: Versioned<SnapshotEnvelope>, error: { code: string; message: string }): Promise<void> {
+    const outcome = { status: 'failed' as const, error };
+    try {
+      await this.store!.update(stored.value.taskId, { ...stored.value, status: 'failed', outcome, owner: this.hostId, updatedAt: this.clock.now() }, stored.revision);
+    } catch (err) {
+      if (err instanceof RevisionConflictError) {
+        this.queue!.forget(msg);
+        return;
+      }
+      throw err;
+    }
+    await this.events!.publish(stored.value.taskId, { type: 'failed', error }, `${stored.value.taskId}:end`);
+    this.log.warn({ taskId: stored.value.taskId, error }, 'task failed');
+    await this.queue!.ack(msg);
+  }
+}

@@ -1,0 +1,128 @@
+import { z } from 'zod';
+
+/**
+ * The one schema for all troupe configuration. Every field is optional in the file and in the
+ * environment; the defaults below are what you get. Types are inferred from this schema.
+ */
+
+const natsSchema = z
+  .object({
+    /**
+     * Servers of an existing NATS deployment (comma-separated in `NATS_URL`). When absent, troupe
+     * starts its own `nats-server -js` on a free loopback port (the embedded default).
+     */
+    servers: z.array(z.string().min(1)).optional(),
+    /** Path to a `.creds` file (`NATS_CREDS`). */
+    credsFile: z.string().optional(),
+    /** User and password (`NATS_USER`, `NATS_PASSWORD`). */
+    user: z.string().optional(),
+    password: z.string().optional(),
+    /** Connection name shown by the server. @default "troupe" */
+    name: z.string().default('troupe'),
+  })
+  .strict()
+  .prefault({});
+
+const embeddedSchema = z
+  .object({
+    /** Directory of the embedded server's JetStream store. @default ".troupe/nats" */
+    storeDir: z.string().default('.troupe/nats'),
+    /** Port of the embedded server; 0 picks a free one. @default 0 */
+    port: z.number().int().min(0).max(65535).default(0),
+    /** Path of the `nats-server` binary. @default "nats-server" (from PATH) */
+    binary: z.string().default('nats-server'),
+  })
+  .strict()
+  .prefault({});
+
+const streamsSchema = z
+  .object({
+    /** Replica count of every stream and bucket (1, 3 or 5). @default 1 */
+    replicas: z.union([z.literal(1), z.literal(3), z.literal(5)]).default(1),
+    /** How long task events stay in `TROUPE_EVENTS`. @default 604800000 (7 days) */
+    eventsMaxAgeMs: z.number().int().positive().default(7 * 24 * 3600 * 1000),
+    /** How long rejected submissions stay in `TROUPE_REJECTED`. @default 604800000 (7 days) */
+    rejectedMaxAgeMs: z.number().int().positive().default(7 * 24 * 3600 * 1000),
+    /** Window in which a repeated `Nats-Msg-Id` (the taskId) is dropped by JetStream. @default 120000 */
+    duplicateWindowMs: z.number().int().positive().default(120_000),
+  })
+  .strict()
+  .prefault({});
+
+const hostSchema = z
+  .object({
+    /** Most tasks one host runs at once. @default 1000 */
+    concurrency: z.number().int().positive().default(1000),
+    /**
+     * How long a host may go silent before its tasks are handed to another host. A host renews
+     * its hold on each running task every third of this. @default 30000
+     */
+    leaseMs: z.number().int().min(500).default(30_000),
+    /** Deliveries of one task message before it is treated as poison (crash loop). @default 10 */
+    maxDeliver: z.number().int().min(1).default(10),
+    /** Largest task message accepted, in bytes. @default 262144 */
+    maxTaskBytes: z.number().int().positive().default(256 * 1024),
+    /** Longest a graceful shutdown waits for in-flight effects. @default 10000 */
+    drainTimeoutMs: z.number().int().min(0).default(10_000),
+  })
+  .strict()
+  .prefault({});
+
+const limitsSchema = z
+  .object({
+    /** Most steps (model turns) of one task. @default 8 */
+    steps: z.number().int().positive().default(8),
+    /** Wall-clock cap of one task from its start, across restarts. @default 90000 */
+    wallClockMs: z.number().int().positive().default(90_000),
+  })
+  .strict()
+  .prefault({});
+
+const modelSchema = z
+  .object({
+    /**
+     * `anthropic` calls the Anthropic API (needs `ANTHROPIC_API_KEY`); `simulator` starts the
+     * bundled simulator. @default "anthropic" when ANTHROPIC_API_KEY is set, else "simulator"
+     */
+    provider: z.enum(['anthropic', 'simulator']).optional(),
+    /** Base URL of the Messages API (`ANTHROPIC_BASE_URL`). */
+    baseURL: z.string().url().optional(),
+    /** Scenario file played by the bundled simulator. @default the support-desk scenario */
+    scenario: z.string().optional(),
+  })
+  .strict()
+  .prefault({});
+
+const logSchema = z
+  .object({
+    /** pino level (`LOG_LEVEL`). @default "info" */
+    level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+    /** Human-readable lines instead of JSON. @default true when stdout is a terminal */
+    pretty: z.boolean().optional(),
+  })
+  .strict()
+  .prefault({});
+
+export const configSchema = z
+  .object({
+    /** First token of every subject; stream and bucket names derive from it. @default "troupe" */
+    prefix: z
+      .string()
+      .regex(/^[a-z][a-z0-9_-]{0,31}$/, 'a lower-case subject token such as "troupe"')
+      .default('troupe'),
+    /** Modules that export agents (`defineAgent`), relative to the config file. @default [] */
+    agents: z.array(z.string().min(1)).default([]),
+    nats: natsSchema,
+    embedded: embeddedSchema,
+    streams: streamsSchema,
+    host: hostSchema,
+    limits: limitsSchema,
+    model: modelSchema,
+    log: logSchema,
+  })
+  .strict();
+
+/** What a config file or object may contain (everything optional). */
+export type TroupeConfigInput = z.input<typeof configSchema>;
+/** Validated configuration with every default filled in. */
+export type TroupeConfig = z.output<typeof configSchema>;

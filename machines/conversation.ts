@@ -1,0 +1,55 @@
+/**
+ * The JSON-safe conversation shapes machines keep in context. They match the Anthropic Messages
+ * API's blocks, so a provider adapter passes them through without translation.
+ */
+
+export type TextBlock = { type: 'text'; text: string };
+export type ToolUseBlock = { type: 'tool_use'; id: string; name: string; input: unknown };
+export type ToolResultBlock = { type: 'tool_result'; tool_use_id: string; content: string; is_error?: boolean };
+export type ContentBlock = TextBlock | ToolUseBlock | ToolResultBlock;
+
+export interface Message {
+  role: 'user' | 'assistant';
+  content: string | ContentBlock[];
+}
+
+/** What a model effect gives back to a machine. */
+export interface ModelTurn {
+  content: ContentBlock[];
+  stopReason: string | null;
+}
+
+/** Input of a model effect: the machine states *what* to ask; `actors/` adds system and tools. */
+export interface ModelEffectInput {
+  /** Idempotency key `<taskId>/<step>/<callIndex>`. */
+  key: string;
+  /** Step role, used for model routing (`agent`, `plan`, `format`, ...). */
+  role: string;
+  step: number;
+  messages: Message[];
+}
+
+/** One tool call the model asked for, with its own idempotency key. */
+export interface ToolCallIntent {
+  key: string;
+  toolUseId: string;
+  name: string;
+  input: unknown;
+}
+
+/** Input of a tool effect: every call of one step. */
+export interface ToolsEffectInput {
+  step: number;
+  calls: ToolCallIntent[];
+}
+
+export function toolUses(content: ContentBlock[]): ToolUseBlock[] {
+  return content.filter((b): b is ToolUseBlock => b.type === 'tool_use');
+}
+
+export function textOf(content: ContentBlock[]): string {
+  return content
+    .filter((b): b is TextBlock => b.type === 'text')
+    .map((b) => b.text)
+    .join('');
+}

@@ -1,0 +1,126 @@
+import type { JsMsg } from '@nats-io/jetstream';
+import type { z } from 'zod';
+import { ErrorCode } from '../common/errors.ts';
+import type { TaskId } from '../common/ids.ts';
+import { formatIssues } from '../config/load.ts';
+import { Headers, type Subjects } from './subjects.ts';
+import { taskIdSchema, taskMessageSchema, type Budget, type WireErrorPayload } from './wire.ts';
+
+/** What intake needs to know about an agent to accept a task for it. */
+export interface IntakeAgent {
+  name: string;
+  input: z.ZodType;
+}
+
+/** A submission that passed every check. */
+export interface Submission {
+  kind: 'submission';
+  taskId: TaskId;
+  agent: string;
+  input: unknown;
+  budget: Budget | undefined;
+  metadata: Record<string, unknown> | undefined;
+  /** Whether the taskId was assigned by troupe (and must be reported back). */
+  assignedId: boolean;
+  replyTo: string | undefined;
+}
+
+/** An internal hand-over of a running task from a host that shut down. */
+export interface Resumption {
+  kind: 'resumption';
+  taskId: TaskId;
+  agent: string;
+}
+
+/** A submission refused, with what to fix. */
+export interface Refusal {
+  kind: 'refusal';
+  agent: string;
+  taskId: string | undefined;
+  error: WireErrorPayload;
+  replyTo: string | undefined;
+  payloadPreview: string;
+}
+
+export type IntakeResult = Submission | Resumption | Refusal;
+
+const decoder = new TextDecoder();
+
+/**
+ * Checks one task message against the wire contract: size, JSON, shape, taskId, agent, and the
+ * agent's input schema. Never throws: every problem becomes a {@link Refusal} whose message says
+ * what was wrong and what to do.
+ */
+export function readTaskMessage(
+  msg: JsMsg,
+  subjects: Subjects,
+  agents: (name: string) => IntakeAgent | undefined,
+  maxTaskBytes: number,
+): IntakeResult {
+  const agentName = subjects.agentOfTaskSubject(msg.subject) ?? '_';
+  const replyTo = msg.headers?.get(Headers.replyTo) || undefined;
+  const preview = () => decoder.decode(msg.data.subarray(0, 200));
+  const refuse = (code: string, message: string, taskId?: string): Refusal => ({
+    kind: 'refusal',
+    agent: agentName,
+    taskId,
+    error: { code, message },
+    replyTo,
+    payloadPreview: preview(),
+  });
+
+  const resumeOf = msg.headers?.get(Headers.resume);
+  if (resumeOf) {
+    const id = taskIdSchema.safeParse(resumeOf);
+    if (!id.success) return refuse(ErrorCode.invalidTaskId, `hand-over names an invalid taskId`);
+    return { kind: 'resumption', taskId: id.data as TaskId, agent: agentName };
+  }
+
+  if (msg.data.length > maxTaskBytes) {
+    return refuse(ErrorCode.payloadTooLarge, `task message is ${msg.data.length} bytes; the limit is ${maxTaskBytes} (host.maxTaskBytes). Send large inputs by reference (a URL or object-store key).`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(decoder.decode(msg.data));
+  } catch (err) {
+    return refuse(ErrorCode.invalidJson, `task message is not valid JSON (${(err as Error).message}). Send {"taskId"?: string, "input": ...}.`);
+  }
+  const rawTaskId = typeof raw === 'object' && raw !== null && typeof (raw as { taskId?: unknown }).taskId === 'string' ? (raw as { taskId: string }).taskId : undefined;
+  const parsed = taskMessageSchema.safeParse(raw);
+  if (!parsed.success) {
+    return refuse(ErrorCode.invalidTask, `task message does not match {"taskId"?: string, "input": ..., "budget"?: {...}, "metadata"?: {...}}:\n${formatIssues(parsed.error)}`, rawTaskId);
+  }
+  const task = parsed.data;
+  let taskId: string;
+  let assignedId = false;
+  if (task.taskId === undefined) {
+    // Derived from the stored message, so a redelivery of the same message names the same task.
+    taskId = `t-${msg.info.timestampNanos.toString(36)}-${msg.seq.toString(36)}`;
+    assignedId = true;
+  } else {
+    const id = taskIdSchema.safeParse(task.taskId);
+    if (!id.success) return refuse(ErrorCode.invalidTaskId, `taskId ${JSON.stringify(task.taskId.slice(0, 140))} is not allowed: ${id.error.issues[0]?.message}`, undefined);
+    taskId = id.data;
+  }
+  const agent = subjects.agentOfTaskSubject(msg.subject) ? agents(agentName) : undefined;
+  if (!agent) {
+    return refuse(ErrorCode.unknownAgent, `no agent named "${agentName}" runs on this deployment. Run \`troupe agents\` to list agents, and publish to ${subjects.task('<agent>')}.`, taskId);
+  }
+  if (task.input === undefined) {
+    return refuse(ErrorCode.invalidInput, `task has no "input"; agent "${agentName}" expects one (see \`troupe agents\`).`, taskId);
+  }
+  const input = agent.input.safeParse(task.input);
+  if (!input.success) {
+    return refuse(ErrorCode.invalidInput, `input does not match agent "${agentName}"'s input schema:\n${formatIssues(input.error)}`, taskId);
+  }
+  return {
+    kind: 'submission',
+    taskId: taskId as TaskId,
+    agent: agentName,
+    input: input.data,
+    budget: task.budget,
+    metadata: task.metadata,
+    assignedId,
+    replyTo,
+  };
+}

@@ -1,0 +1,82 @@
+/**
+ * Every subject, stream and bucket name troupe uses, built and parsed here and nowhere else.
+ * The prefix (default `troupe`) is configurable so several deployments can share one NATS.
+ */
+
+export interface Subjects {
+  readonly prefix: string;
+  /** `troupe.tasks.<agent>`: submit a task (stream TROUPE_TASKS, work-queue). */
+  task(agent: string): string;
+  /** `troupe.tasks.*`: every submission. */
+  readonly allTasks: string;
+  /** `troupe.tasks.rejected.<agent>`: rejected submissions (stream TROUPE_REJECTED). */
+  rejected(agent: string): string;
+  /** `troupe.tasks.rejected.>` */
+  readonly allRejected: string;
+  /** `troupe.task.<taskId>.events`: progress for watchers (stream TROUPE_EVENTS). */
+  events(taskId: string): string;
+  /** `troupe.task.*.events` */
+  readonly allEvents: string;
+  /** `troupe.task.<taskId>.inbox`: events for a task from outside. */
+  inbox(taskId: string): string;
+  /** `troupe.tools.<tool>`: dispatch to sandboxed workers. */
+  tool(name: string): string;
+  /** `troupe.audit.<taskId>` */
+  audit(taskId: string): string;
+  /** The agent named by a task subject, or undefined if the subject is not one. */
+  agentOfTaskSubject(subject: string): string | undefined;
+  readonly streams: {
+    readonly tasks: string;
+    readonly rejected: string;
+    readonly events: string;
+  };
+  readonly buckets: {
+    readonly snapshots: string;
+    readonly ledger: string;
+  };
+  /** Durable consumer shared by all hosts on the task stream. */
+  readonly hostsConsumer: string;
+}
+
+/** Builds the naming scheme for one prefix. */
+export function subjects(prefix = 'troupe'): Subjects {
+  const upper = prefix.toUpperCase().replace(/-/g, '_');
+  const taskPrefix = `${prefix}.tasks.`;
+  return Object.freeze({
+    prefix,
+    task: (agent: string) => `${taskPrefix}${agent}`,
+    allTasks: `${taskPrefix}*`,
+    rejected: (agent: string) => `${taskPrefix}rejected.${agent}`,
+    allRejected: `${taskPrefix}rejected.>`,
+    events: (taskId: string) => `${prefix}.task.${taskId}.events`,
+    allEvents: `${prefix}.task.*.events`,
+    inbox: (taskId: string) => `${prefix}.task.${taskId}.inbox`,
+    tool: (name: string) => `${prefix}.tools.${name}`,
+    audit: (taskId: string) => `${prefix}.audit.${taskId}`,
+    agentOfTaskSubject(subject: string) {
+      if (!subject.startsWith(taskPrefix)) return undefined;
+      const rest = subject.slice(taskPrefix.length);
+      return rest.length > 0 && !rest.includes('.') ? rest : undefined;
+    },
+    streams: Object.freeze({
+      tasks: `${upper}_TASKS`,
+      rejected: `${upper}_REJECTED`,
+      events: `${upper}_EVENTS`,
+    }),
+    buckets: Object.freeze({
+      snapshots: `${prefix.replace(/-/g, '_')}_snapshots`,
+      ledger: `${prefix.replace(/-/g, '_')}_ledger`,
+    }),
+    hostsConsumer: `${prefix}-hosts`,
+  });
+}
+
+/** Message headers of the wire contract. */
+export const Headers = {
+  /** Where the host sends its verdict on a submission (a JetStream reply subject carries the PubAck). */
+  replyTo: 'Troupe-Reply-To',
+  /** Marks an internal hand-over of a running task from a host that is shutting down. */
+  resume: 'Troupe-Resume',
+  /** JetStream de-duplication id; the taskId for submissions. */
+  msgId: 'Nats-Msg-Id',
+} as const;

@@ -1,0 +1,54 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/nats-core';
+import type { Logger } from 'pino';
+import type { Clock } from '../common/clock.ts';
+import type { Subjects } from './subjects.ts';
+import type { Rejection, TaskEvent, TaskEventBody, TaskVerdict } from './wire.ts';
+
+const encoder = new TextEncoder();
+
+/**
+ * Publishes what watchers and senders see: task events (durable, on the events stream),
+ * verdicts (core NATS, to the `Troupe-Reply-To` subject) and rejections (durable).
+ */
+export class TaskEvents {
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly js: JetStreamClient,
+    private readonly subjects: Subjects,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Publishes an event and waits until the events stream stored it. `msgId`, when given, makes a
+   * re-publication after a crash a no-op (JetStream de-duplication).
+   */
+  async publish(taskId: string, body: TaskEventBody, msgId?: string): Promise<TaskEvent> {
+    const event = { ...body, taskId, at: this.clock.now() } as TaskEvent;
+    await this.js.publish(this.subjects.events(taskId), encoder.encode(JSON.stringify(event)), msgId ? { msgID: msgId } : undefined);
+    return event;
+  }
+
+  /** Publishes an event without waiting; a failure is logged, never thrown (progress is best-effort). */
+  emit(taskId: string, body: TaskEventBody, msgId?: string): void {
+    this.publish(taskId, body, msgId).catch((err: unknown) => this.logger.warn({ err, taskId, type: body.type }, 'event not published'));
+  }
+
+  /** Sends a verdict to the submitter's `Troupe-Reply-To` subject (fire and forget, core NATS). */
+  answer(replyTo: string | undefined, verdict: TaskVerdict): void {
+    if (!replyTo) return;
+    try {
+      this.nc.publish(replyTo, encoder.encode(JSON.stringify(verdict)));
+    } catch (err) {
+      this.logger.warn({ err, replyTo }, 'verdict not sent');
+    }
+  }
+
+  /** Records a rejected submission on `troupe.tasks.rejected.<agent>` and answers its sender. */
+  async reject(rejection: Omit<Rejection, 'at'>, replyTo: string | undefined): Promise<void> {
+    const record: Rejection = { ...rejection, at: this.clock.now() };
+    this.answer(replyTo, { ...(record.taskId ? { taskId: record.taskId } : {}), error: record.error });
+    await this.js.publish(this.subjects.rejected(rejection.agent), encoder.encode(JSON.stringify(record)));
+  }
+}

@@ -1,0 +1,109 @@
+import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+
+/** Options of a {@link TaskQueue}. */
+export interface TaskQueueOptions {
+  stream: string;
+  consumer: string;
+  /** Most messages held at once by this process. */
+  concurrency: number;
+  /** The consumer's ack wait; held messages are renewed every third of it. */
+  leaseMs: number;
+  logger: Logger;
+}
+
+/**
+ * Pulls task messages from the hosts' work-queue consumer and *holds* each one while its task
+ * runs here: holding a message is how a host owns a task. The queue renews every held message
+ * (`+WPI`) so JetStream does not redeliver it; if this process dies, renewals stop and, after the
+ * ack wait, JetStream hands the message (and so the task) to another host.
+ */
+export class TaskQueue {
+  private readonly held = new Set<JsMsg>();
+  private consumer: Consumer | undefined;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private wakeCapacity: (() => void) | undefined;
+  private abortFetch: (() => void) | undefined;
+
+  constructor(
+    private readonly js: JetStreamClient,
+    private readonly options: TaskQueueOptions,
+  ) {}
+
+  /** Starts pulling; `onMessage` is called once per delivered message, which is then held. */
+  async start(onMessage: (msg: JsMsg) => void): Promise<void> {
+    if (this.running) return;
+    this.consumer = await this.js.consumers.get(this.options.stream, this.options.consumer);
+    this.running = true;
+    this.heartbeat = setInterval(() => {
+      for (const msg of this.held) msg.working();
+    }, Math.max(200, Math.floor(this.options.leaseMs / 3)));
+    this.heartbeat.unref();
+    this.loop = this.pull(onMessage);
+  }
+
+  get heldCount(): number {
+    return this.held.size;
+  }
+
+  /** Acknowledges a held message: the task it carried is finished or handed over. */
+  async ack(msg: JsMsg): Promise<void> {
+    this.held.delete(msg);
+    this.wakeCapacity?.();
+    await msg.ackAck().catch((err: unknown) => this.options.logger.warn({ err }, 'ack failed; the message will be redelivered'));
+  }
+
+  /** Gives a held message back for immediate redelivery (to this or another host). */
+  nak(msg: JsMsg): void {
+    this.held.delete(msg);
+    this.wakeCapacity?.();
+    msg.nak();
+  }
+
+  /** Stops holding a message without answering; JetStream redelivers it after the ack wait. */
+  forget(msg: JsMsg): void {
+    this.held.delete(msg);
+    this.wakeCapacity?.();
+  }
+
+  /** Stops pulling new messages. Held messages stay held until acked, nak'ed or forgotten. */
+  async stopIntake(): Promise<void> {
+    this.running = false;
+    this.wakeCapacity?.();
+    this.abortFetch?.();
+    await this.loop;
+  }
+
+  /** Stops intake and renewals. */
+  async close(): Promise<void> {
+    await this.stopIntake();
+    if (this.heartbeat) clearInterval(this.heartbeat);
+  }
+
+  private async pull(onMessage: (msg: JsMsg) => void): Promise<void> {
+    while (this.running) {
+      const free = this.options.concurrency - this.held.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => (this.wakeCapacity = resolve));
+        this.wakeCapacity = undefined;
+        continue;
+      }
+      try {
+        const batch = await this.consumer!.fetch({ max_messages: Math.min(free, 256), expires: 2000 });
+        this.abortFetch = () => batch.stop();
+        for await (const msg of batch) {
+          this.held.add(msg);
+          onMessage(msg);
+        }
+      } catch (err) {
+        if (!this.running) break;
+        this.options.logger.warn({ err }, 'pulling tasks failed; retrying');
+        await new Promise((r) => setTimeout(r, 500));
+      } finally {
+        this.abortFetch = undefined;
+      }
+    }
+  }
+}

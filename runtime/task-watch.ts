@@ -1,0 +1,54 @@
+import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
+import type { Subjects } from './subjects.ts';
+import { taskEventSchema, type TaskEvent } from './wire.ts';
+
+const decoder = new TextDecoder();
+
+/** Options of {@link watchTask}. */
+export interface WatchOptions {
+  /** Stop after this long without the end event. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** A task ended with no `done`/`failed` event in time. */
+export class WatchTimeoutError extends Error {
+  override readonly name = 'WatchTimeoutError';
+}
+
+/**
+ * Yields a task's events from the first, whenever the watcher subscribes, and returns after the
+ * last one (`done` or `failed`). Uses an ordered consumer with a single subject filter, which
+ * works on nats-server 2.9.
+ */
+export async function* watchTask(js: JetStreamClient, subjects: Subjects, taskId: string, options: WatchOptions = {}): AsyncGenerator<TaskEvent> {
+  const consumer = await js.consumers.get(subjects.streams.events, {
+    // A string (not an array) becomes `filter_subject`: nats-server 2.9 refuses `filter_subjects`.
+    filter_subjects: subjects.events(taskId) as unknown as string[],
+    deliver_policy: DeliverPolicy.All,
+  });
+  const messages = await consumer.consume();
+  const timeoutMs = options.timeoutMs;
+  let timedOut = false;
+  const timer = timeoutMs
+    ? setTimeout(() => {
+        timedOut = true;
+        messages.stop();
+      }, timeoutMs)
+    : undefined;
+  const onAbort = () => messages.stop();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    for await (const m of messages) {
+      const parsed = taskEventSchema.safeParse(JSON.parse(decoder.decode(m.data)));
+      if (!parsed.success) continue;
+      yield parsed.data;
+      if (parsed.data.type === 'done' || parsed.data.type === 'failed') return;
+    }
+    if (timedOut) throw new WatchTimeoutError(`task ${taskId} did not end within ${timeoutMs} ms`);
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+    messages.stop();
+  }
+}

@@ -1,0 +1,101 @@
+import type { NatsConnection } from '@nats-io/nats-core';
+import {
+  AckPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  jetstream,
+  jetstreamManager,
+  RetentionPolicy,
+  StorageType,
+  type JetStreamClient,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { Subjects } from './subjects.ts';
+
+/** Stream and bucket settings (the `streams` and `host` sections of the config). */
+export interface TopologyOptions {
+  replicas: 1 | 3 | 5;
+  eventsMaxAgeMs: number;
+  rejectedMaxAgeMs: number;
+  duplicateWindowMs: number;
+  /** Ack wait of the hosts' consumer: how long a silent host keeps its tasks. */
+  leaseMs: number;
+}
+
+/** Handles on everything troupe keeps in JetStream. */
+export interface Topology {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  snapshots: KV;
+  ledger: KV;
+}
+
+const ms = (n: number) => n * 1_000_000;
+
+/**
+ * Creates (or brings up to date) the streams, buckets and the hosts' consumer. Safe to call from
+ * every process at start-up, concurrently.
+ */
+export async function ensureTopology(nc: NatsConnection, s: Subjects, o: TopologyOptions): Promise<Topology> {
+  const jsm = await jetstreamManager(nc);
+  const js = jetstream(nc);
+  await upsertStream(jsm, {
+    name: s.streams.tasks,
+    subjects: [s.allTasks],
+    retention: RetentionPolicy.Workqueue,
+    storage: StorageType.File,
+    num_replicas: o.replicas,
+    duplicate_window: ms(o.duplicateWindowMs),
+  });
+  await upsertStream(jsm, {
+    name: s.streams.rejected,
+    subjects: [s.allRejected],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: o.replicas,
+    max_age: ms(o.rejectedMaxAgeMs),
+    discard: DiscardPolicy.Old,
+  });
+  await upsertStream(jsm, {
+    name: s.streams.events,
+    subjects: [s.allEvents],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    num_replicas: o.replicas,
+    max_age: ms(o.eventsMaxAgeMs),
+    duplicate_window: ms(o.duplicateWindowMs),
+    discard: DiscardPolicy.Old,
+  });
+  const consumerConfig = {
+    durable_name: s.hostsConsumer,
+    ack_policy: AckPolicy.Explicit,
+    ack_wait: ms(o.leaseMs),
+    // Redelivery is unlimited at the server: the host counts deliveries itself and fails or
+    // rejects a task past `host.maxDeliver`, because nats-server 2.9 would otherwise keep an
+    // exhausted message in the work queue forever.
+    max_deliver: -1,
+    max_ack_pending: -1,
+  };
+  try {
+    await jsm.consumers.add(s.streams.tasks, consumerConfig);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError)) throw err;
+    await jsm.consumers.update(s.streams.tasks, s.hostsConsumer, { ack_wait: consumerConfig.ack_wait });
+  }
+  const kvm = new Kvm(js);
+  const snapshots = await kvm.create(s.buckets.snapshots, { history: 1, replicas: o.replicas });
+  const ledger = await kvm.create(s.buckets.ledger, { history: 1, replicas: o.replicas });
+  return { js, jsm, snapshots, ledger };
+}
+
+async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.add(config);
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError)) throw err;
+    const { name, retention: _retention, storage: _storage, ...mutable } = config;
+    await jsm.streams.update(name, mutable);
+  }
+}

@@ -1,0 +1,181 @@
+import { z } from 'zod';
+import { MAX_TASK_ID_LENGTH, TASK_ID_PATTERN } from '../common/ids.ts';
+
+/**
+ * Every payload that crosses NATS or is persisted, as a zod schema. Types are inferred here and
+ * nowhere else. Persisted records carry a version `v`; old versions stay readable.
+ */
+
+export const wireErrorSchema = z.object({ code: z.string(), message: z.string() });
+export type WireErrorPayload = z.infer<typeof wireErrorSchema>;
+
+export const taskIdSchema = z
+  .string()
+  .max(MAX_TASK_ID_LENGTH, `taskId must be at most ${MAX_TASK_ID_LENGTH} characters`)
+  .regex(TASK_ID_PATTERN, 'taskId may contain only letters, digits, "_" and "-" (no ".", "*", ">" or whitespace)');
+
+/** Per-task limits a submitter may set; each is capped by the agent's own limits. */
+export const budgetSchema = z
+  .object({
+    usd: z.number().positive().optional(),
+    tokens: z.number().int().positive().optional(),
+    steps: z.number().int().positive().optional(),
+    wallClockMs: z.number().int().positive().optional(),
+  })
+  .strict();
+export type Budget = z.infer<typeof budgetSchema>;
+
+/** A task submission on `troupe.tasks.<agent>`. */
+export const taskMessageSchema = z
+  .object({
+    taskId: z.string().optional(),
+    input: z.unknown(),
+    budget: budgetSchema.optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .strict();
+export type TaskMessage = z.infer<typeof taskMessageSchema>;
+
+/** The host's answer to a submission, on the `Troupe-Reply-To` subject. */
+export const taskVerdictSchema = z.union([
+  z.object({ taskId: z.string(), status: z.literal('accepted'), duplicate: z.boolean().optional() }),
+  z.object({ taskId: z.string().optional(), error: wireErrorSchema }),
+]);
+export type TaskVerdict = z.infer<typeof taskVerdictSchema>;
+
+/** A rejected submission, kept on `troupe.tasks.rejected.<agent>`. */
+export const rejectionSchema = z.object({
+  taskId: z.string().optional(),
+  agent: z.string(),
+  error: wireErrorSchema,
+  at: z.number(),
+  /** The first bytes of the offending payload, for diagnosis. */
+  payloadPreview: z.string().optional(),
+});
+export type Rejection = z.infer<typeof rejectionSchema>;
+
+const usageSchema = z.object({
+  inputTokens: z.number(),
+  outputTokens: z.number(),
+  cacheCreationInputTokens: z.number(),
+  cacheReadInputTokens: z.number(),
+});
+
+const eventBase = { taskId: z.string(), at: z.number() };
+
+/** Everything a watcher sees on `troupe.task.<taskId>.events`, discriminated on `type`. */
+export const taskEventSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('accepted'), ...eventBase, agent: z.string() }),
+  z.object({ type: z.literal('resumed'), ...eventBase, host: z.string(), revision: z.number() }),
+  z.object({ type: z.literal('state'), ...eventBase, state: z.string(), step: z.number().optional() }),
+  z.object({ type: z.literal('progress'), ...eventBase, text: z.string() }),
+  z.object({
+    type: z.literal('model'),
+    ...eventBase,
+    key: z.string(),
+    model: z.string(),
+    role: z.string(),
+    usage: usageSchema,
+    costUsd: z.number(),
+    latencyMs: z.number(),
+    stopReason: z.string().nullable(),
+    attempts: z.number(),
+    replayed: z.boolean(),
+  }),
+  z.object({
+    type: z.literal('tool'),
+    ...eventBase,
+    key: z.string(),
+    tool: z.string(),
+    status: z.enum(['succeeded', 'failed', 'rejected']),
+    error: wireErrorSchema.optional(),
+    latencyMs: z.number(),
+    replayed: z.boolean(),
+  }),
+  z.object({ type: z.literal('done'), ...eventBase, output: z.unknown() }),
+  z.object({ type: z.literal('failed'), ...eventBase, error: wireErrorSchema }),
+]);
+export type TaskEvent = z.infer<typeof taskEventSchema>;
+export type TaskEventType = TaskEvent['type'];
+/** An event before the publisher stamps `taskId` and `at`. */
+export type TaskEventBody = TaskEvent extends infer E ? (E extends TaskEvent ? Omit<E, 'taskId' | 'at'> : never) : never;
+
+export const taskStatusSchema = z.enum(['running', 'done', 'failed']);
+export type TaskStatus = z.infer<typeof taskStatusSchema>;
+
+/** How a task ended: its output, or a typed error. */
+export const taskOutcomeSchema = z.union([
+  z.object({ status: z.literal('done'), output: z.unknown() }),
+  z.object({ status: z.literal('failed'), error: wireErrorSchema }),
+]);
+export type TaskOutcome = z.infer<typeof taskOutcomeSchema>;
+
+/**
+ * The record stored under a taskId in the snapshot bucket (version 1). `snapshot` is the XState
+ * persisted snapshot; everything else is what hosts and `troupe status` need without the machine.
+ */
+export const snapshotEnvelopeV1Schema = z.object({
+  v: z.literal(1),
+  taskId: z.string(),
+  agent: z.string(),
+  machineVersion: z.string(),
+  status: taskStatusSchema,
+  /** Stream sequence of the task message that currently owns the task; null once it ended. */
+  runSeq: z.number().nullable(),
+  /** Delivery count of that message when its holder claimed the task. */
+  runDelivery: z.number(),
+  /** Host that last wrote the record. */
+  owner: z.string().nullable(),
+  createdAt: z.number(),
+  updatedAt: z.number(),
+  /** Absolute wall-clock deadline (epoch ms); survives restarts. */
+  deadlineAt: z.number().nullable(),
+  /** Current state value, dotted (`acting`, `review.waiting`). */
+  state: z.string(),
+  step: z.number(),
+  snapshot: z.unknown(),
+  outcome: taskOutcomeSchema.optional(),
+  /** Running totals shown by `troupe status`. */
+  usage: z
+    .object({ costUsd: z.number(), inputTokens: z.number(), outputTokens: z.number(), modelCalls: z.number(), toolCalls: z.number() })
+    .optional(),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+});
+export type SnapshotEnvelope = z.infer<typeof snapshotEnvelopeV1Schema>;
+
+/** Reads any known envelope version into the current shape. */
+export const snapshotEnvelopeSchema = snapshotEnvelopeV1Schema;
+
+/** One record in the effect ledger, keyed by the effect's idempotency key. */
+export const ledgerRecordSchema = z.discriminatedUnion('state', [
+  z.object({
+    v: z.literal(1),
+    state: z.literal('started'),
+    kind: z.enum(['model', 'tool']),
+    name: z.string(),
+    owner: z.string(),
+    leaseUntil: z.number(),
+    attempt: z.number(),
+    at: z.number(),
+  }),
+  z.object({
+    v: z.literal(1),
+    state: z.literal('succeeded'),
+    kind: z.enum(['model', 'tool']),
+    name: z.string(),
+    result: z.unknown(),
+    attempt: z.number(),
+    at: z.number(),
+  }),
+  z.object({
+    v: z.literal(1),
+    state: z.literal('failed'),
+    kind: z.enum(['model', 'tool']),
+    name: z.string(),
+    error: wireErrorSchema,
+    retryable: z.boolean(),
+    attempt: z.number(),
+    at: z.number(),
+  }),
+]);
+export type LedgerRecord = z.infer<typeof ledgerRecordSchema>;
