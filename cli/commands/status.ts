@@ -1,0 +1,100 @@
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { ErrorCode, TerminalError } from '../../common/errors.ts';
+import { JsonKv } from '../../runtime/json-kv.ts';
+import { subjects as makeSubjects } from '../../runtime/subjects.ts';
+import { snapshotEnvelopeSchema, type SnapshotEnvelope } from '../../runtime/wire.ts';
+import { connectClient } from '../connect.ts';
+import type { Command } from '../main.ts';
+import { configFor } from './options.ts';
+
+async function openSnapshots(nc: NatsConnection, prefix: string): Promise<JsonKv<SnapshotEnvelope>> {
+  const s = makeSubjects(prefix);
+  try {
+    const kv = await new Kvm(jetstream(nc)).open(s.buckets.snapshots);
+    await kv.status();
+    return new JsonKv(kv, s.buckets.snapshots, snapshotEnvelopeSchema);
+  } catch (cause) {
+    throw new TerminalError(ErrorCode.notFound, `no task store (bucket ${s.buckets.snapshots}) on this NATS: has a troupe host run here?`, { cause });
+  }
+}
+
+const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());
+
+/** A task's envelope, as `troupe status` prints it. */
+export function describeTask(e: SnapshotEnvelope, now = Date.now()): string {
+  const lines = [
+    `task      ${e.taskId}`,
+    `agent     ${e.agent} (machine version ${e.machineVersion})`,
+    `status    ${e.status}`,
+    `state     ${e.state} (step ${e.step})`,
+    `created   ${iso(e.createdAt)}`,
+    `updated   ${iso(e.updatedAt)}`,
+    `host      ${e.owner ?? '-'}`,
+    `deadline  ${iso(e.deadlineAt)}${e.deadlineAt && e.status === 'running' ? ` (${Math.round((e.deadlineAt - now) / 1000)} s left)` : ''}`,
+  ];
+  if (e.usage) lines.push(`usage     ${e.usage.modelCalls} model calls, ${e.usage.toolCalls} tool calls, ${e.usage.inputTokens} input + ${e.usage.outputTokens} output tokens, $${e.usage.costUsd.toFixed(6)}`);
+  if (e.outcome?.status === 'done') lines.push(`output    ${typeof e.outcome.output === 'string' ? e.outcome.output : JSON.stringify(e.outcome.output)}`);
+  if (e.outcome?.status === 'failed') lines.push(`error     ${e.outcome.error.code}: ${e.outcome.error.message}`);
+  return lines.join('\n');
+}
+
+export const statusCommand: Command = {
+  summary: 'show where a task stands (from its durable snapshot)',
+  usage: 'troupe status <taskId> [--json]',
+  options: { json: { type: 'boolean' } },
+  async run({ values, positionals }) {
+    const [taskId] = positionals;
+    if (!taskId) throw new TerminalError(ErrorCode.invalidTaskId, 'name the task: troupe status <taskId>');
+    const loaded = await configFor(values);
+    const nc = await connectClient(loaded, 'troupe-status');
+    try {
+      const store = await openSnapshots(nc, loaded.config.prefix);
+      const found = await store.get(taskId);
+      if (!found) throw new TerminalError(ErrorCode.notFound, `no task "${taskId}" (tasks are listed by \`troupe tasks\`)`);
+      const { snapshot: _snapshot, ...envelope } = found.value;
+      process.stdout.write(values.json ? `${JSON.stringify({ ...envelope, revision: found.revision })}\n` : `${describeTask(found.value)}\n`);
+      return 0;
+    } finally {
+      await nc.close();
+    }
+  },
+};
+
+export const tasksCommand: Command = {
+  summary: 'list tasks, most recently updated first',
+  usage: 'troupe tasks [--limit N] [--json]',
+  options: { json: { type: 'boolean' }, limit: { type: 'string' } },
+  async run({ values }) {
+    const loaded = await configFor(values);
+    const nc = await connectClient(loaded, 'troupe-tasks');
+    try {
+      const store = await openSnapshots(nc, loaded.config.prefix);
+      const limit = Number(values.limit ?? 50);
+      const envelopes: SnapshotEnvelope[] = [];
+      for (const key of await store.keys()) {
+        const found = await store.get(key).catch(() => undefined);
+        if (found) envelopes.push(found.value);
+      }
+      envelopes.sort((a, b) => b.updatedAt - a.updatedAt);
+      const shown = envelopes.slice(0, limit);
+      if (values.json) {
+        for (const { snapshot: _s, ...e } of shown) process.stdout.write(`${JSON.stringify(e)}\n`);
+        return 0;
+      }
+      if (shown.length === 0) {
+        process.stdout.write('no tasks yet\n');
+        return 0;
+      }
+      const rows = shown.map((e) => [e.taskId, e.agent, e.status, `${e.state}`, String(e.step), `$${(e.usage?.costUsd ?? 0).toFixed(4)}`, new Date(e.updatedAt).toISOString()]);
+      const head = ['TASK', 'AGENT', 'STATUS', 'STATE', 'STEP', 'COST', 'UPDATED'];
+      const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+      for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
+      if (envelopes.length > limit) process.stdout.write(`(${envelopes.length - limit} more; --limit N)\n`);
+      return 0;
+    } finally {
+      await nc.close();
+    }
+  },
+};

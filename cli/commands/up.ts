@@ -1,0 +1,43 @@
+import { createLogger } from '../logger.ts';
+import { startStack } from '../stack.ts';
+import type { Command } from '../main.ts';
+import { configFor } from './options.ts';
+
+/** Runs until SIGINT/SIGTERM, then shuts down gracefully (a second signal forces exit). */
+async function runUntilSignal(values: Record<string, string | boolean | undefined>, embedded: boolean): Promise<number> {
+  const loaded = await configFor(values);
+  const logger = createLogger(loaded.config);
+  const stack = await startStack(loaded, logger, { embedded });
+  logger.info({ nats: stack.url, model: stack.model.provider }, embedded ? 'troupe is up; Ctrl-C to stop' : 'troupe host is running; Ctrl-C to stop');
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      logger.info({ signal }, 'shutting down: stopping intake, checkpointing and handing over tasks');
+      resolve();
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+  await stack.close();
+  logger.flush();
+  return 0;
+}
+
+export const upCommand: Command = {
+  summary: 'run troupe until Ctrl-C: its own nats-server (unless NATS_URL is set), a host and the model',
+  usage: 'troupe up [--config file]',
+  options: {},
+  run: ({ values }) => runUntilSignal(values, true),
+};
+
+export const hostCommand: Command = {
+  summary: 'run a host against NATS_URL (production; start several to scale out)',
+  usage: 'NATS_URL=nats://... troupe host [--config file]',
+  options: {},
+  run: ({ values }) => runUntilSignal(values, false),
+};

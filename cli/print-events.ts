@@ -1,0 +1,23 @@
+import type { TaskEvent } from '../runtime/wire.ts';
+
+/** One readable line per task event, for `submit --wait` and the demo. */
+export function formatEvent(e: TaskEvent): string | undefined {
+  switch (e.type) {
+    case 'accepted':
+      return `accepted by agent ${e.agent}`;
+    case 'resumed':
+      return `resumed on host ${e.host}`;
+    case 'state':
+      return `state ${e.state}${e.step !== undefined ? ` (step ${e.step})` : ''}`;
+    case 'progress':
+      return undefined;
+    case 'model':
+      return `model ${e.model} [${e.role}] ${e.usage.inputTokens}+${e.usage.cacheReadInputTokens + e.usage.cacheCreationInputTokens} in / ${e.usage.outputTokens} out tokens, $${e.costUsd.toFixed(6)}, ${e.latencyMs} ms, ${e.stopReason ?? '-'}${e.attempts > 1 ? `, ${e.attempts} attempts` : ''}${e.replayed ? ' (replayed from ledger)' : ''}`;
+    case 'tool':
+      return `tool ${e.tool} ${e.status}${e.error ? `: ${e.error.code}: ${e.error.message}` : ''} (${e.latencyMs} ms)${e.replayed ? ' (replayed from ledger)' : ''}`;
+    case 'done':
+      return `done`;
+    case 'failed':
+      return `failed: ${e.error.code}: ${e.error.message}`;
+  }
+}
