@@ -167,7 +167,7 @@ export class Host implements AsyncDisposable {
         {
           taskId: sub.taskId,
           machineInput: agent.machineInput({ taskId: sub.taskId, input: sub.input, limits }),
-          deadlineAt: this.clock.now() + limits.wallClockMs,
+          wallClockMs: limits.wallClockMs,
           metadata: sub.metadata,
         },
         { seq: msg.seq, delivery: msg.info.deliveryCount },

@@ -94,7 +94,7 @@ export class TaskRunner {
   static async create(
     agent: Agent,
     deps: TaskRunnerDeps,
-    task: { taskId: string; machineInput: unknown; deadlineAt: number | null; metadata?: Record<string, unknown> | undefined },
+    task: { taskId: string; machineInput: unknown; wallClockMs: number | null; metadata?: Record<string, unknown> | undefined },
     hold: Hold,
   ): Promise<TaskRunner> {
     const now = deps.clock.now();
@@ -109,7 +109,7 @@ export class TaskRunner {
       owner: deps.hostId,
       createdAt: now,
       updatedAt: now,
-      deadlineAt: task.deadlineAt,
+      deadlineAt: task.wallClockMs === null ? null : now + task.wallClockMs,
       state: '',
       step: 0,
       snapshot: null,

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Kvm } from '@nats-io/kv';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startChildHost, tempDir, type ChildHost } from '../helpers/child-host.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
@@ -12,8 +12,11 @@ const children: ChildHost[] = [];
 beforeAll(async () => {
   nats = await startNats();
 });
+afterEach(async () => {
+  // A failed assertion must not leave a host behind to steal the next test's task.
+  await Promise.all(children.splice(0).map((c) => c.kill()));
+});
 afterAll(async () => {
-  await Promise.all(children.map((c) => c.kill()));
   await nats?.close();
 });
 
