@@ -44,9 +44,13 @@ function help(): string {
 /** Runs the `troupe` command line; returns the exit code. Errors are printed, never thrown. */
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
+  if (!name) {
+    process.stderr.write(`${help()}\n`);
+    return 2;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(`${help()}\n`);
-    return name ? 0 : 2;
+    return 0;
   }
   const command = commands[name];
   if (!command) {

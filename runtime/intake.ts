@@ -85,7 +85,9 @@ export function readTaskMessage(
   } catch (err) {
     return refuse(ErrorCode.invalidJson, `task message is not valid JSON (${(err as Error).message}). Send {"taskId"?: string, "input": ...}.`);
   }
-  const rawTaskId = typeof raw === 'object' && raw !== null && typeof (raw as { taskId?: unknown }).taskId === 'string' ? (raw as { taskId: string }).taskId : undefined;
+  // Echo the sender's taskId only if it is safe to build subjects from.
+  const claimedId = typeof raw === 'object' && raw !== null ? taskIdSchema.safeParse((raw as { taskId?: unknown }).taskId) : undefined;
+  const rawTaskId = claimedId?.success ? claimedId.data : undefined;
   const parsed = taskMessageSchema.safeParse(raw);
   if (!parsed.success) {
     return refuse(ErrorCode.invalidTask, `task message does not match {"taskId"?: string, "input": ..., "budget"?: {...}, "metadata"?: {...}}:\n${formatIssues(parsed.error)}`, rawTaskId);

@@ -34,17 +34,25 @@ export async function submitTask(
   const sub = nc.subscribe(inbox, { max: 1, timeout: 15_000 });
   const h = headers();
   h.set(Headers.replyTo, inbox);
+  let duplicate = false;
   try {
-    await js.publish(s.task(agent), encoder.encode(JSON.stringify(task)), { headers: h, ...(task.taskId ? { msgID: task.taskId } : {}) });
+    const ack = await js.publish(s.task(agent), encoder.encode(JSON.stringify(task)), { headers: h, ...(task.taskId ? { msgID: task.taskId } : {}) });
+    duplicate = ack.duplicate;
   } catch (cause) {
     sub.unsubscribe();
     throw new TerminalError(ErrorCode.notFound, `could not queue the task on ${s.task(agent)}: ${(cause as Error).message}. Has a troupe host ever run against this NATS (it creates the streams)?`, { cause });
   }
   let verdict: TaskVerdict | undefined;
-  try {
-    for await (const m of sub) verdict = taskVerdictSchema.parse(JSON.parse(decoder.decode(m.data)));
-  } catch {
-    throw new TerminalError(ErrorCode.timeout, 'the task is queued durably, but no host answered within 15 s: is a troupe host running?');
+  if (duplicate && task.taskId) {
+    // JetStream dropped the repeat (same Nats-Msg-Id within its window): no host will answer it.
+    sub.unsubscribe();
+    verdict = { taskId: task.taskId, status: 'accepted', duplicate: true };
+  } else {
+    try {
+      for await (const m of sub) verdict = taskVerdictSchema.parse(JSON.parse(decoder.decode(m.data)));
+    } catch {
+      throw new TerminalError(ErrorCode.timeout, 'the task is queued durably, but no host answered within 15 s: is a troupe host running?');
+    }
   }
   if (!verdict) throw new TerminalError(ErrorCode.timeout, 'no verdict from any host');
   const events: TaskEvent[] = [];
