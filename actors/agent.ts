@@ -39,6 +39,17 @@ interface AgentCommon<I> {
   /** Tools the model may call. @default [] */
   tools?: Tool<any, any>[];
   limits?: AgentLimits;
+  /**
+   * This agent's model routing by step role, over the config's `model.routing`
+   * (for example `{ plan: { model: 'claude-opus-4-6', maxTokens: 8192 } }`).
+   */
+  models?: Record<string, { model: string; maxTokens: number }>;
+  /**
+   * Estimated tokens of conversation sent per model call; past it, the oldest tool results are
+   * elided and old turns dropped (never leaving a tool_use without its tool_result).
+   * @default 100000
+   */
+  contextTokens?: number;
 }
 
 /** An agent run by the built-in agent loop (think -> act -> observe). */
@@ -64,6 +75,8 @@ export interface Agent<I = unknown> {
   readonly system: string;
   readonly tools: ReadonlyMap<string, Tool<any, any>>;
   readonly limits: AgentLimits;
+  readonly models: Readonly<Record<string, { model: string; maxTokens: number }>>;
+  readonly contextTokens: number;
   readonly machine: AnyStateMachine;
   readonly machineInput: (start: TaskStart<I>) => unknown;
 }
@@ -87,6 +100,8 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     system: definition.system ?? '',
     tools,
     limits: { ...definition.limits },
+    models: { ...definition.models },
+    contextTokens: definition.contextTokens ?? 100_000,
   };
   if ('machine' in definition) {
     return Object.freeze({ ...base, machine: definition.machine, machineInput: definition.machineInput });

@@ -22,7 +22,8 @@ export interface HostOptions {
   nc: NatsConnection;
   config: TroupeConfig;
   agents: readonly Agent<any>[];
-  model: ModelClient;
+  /** One client for every agent, or a client per agent (each with its own routing). */
+  model: ModelClient | ((agent: Agent) => ModelClient);
   logger: Logger;
   /** @default the system clock */
   clock?: Clock;
@@ -72,7 +73,8 @@ export class Host implements AsyncDisposable {
     const ledger = new JsonKv<LedgerRecord>(this.topology.ledger, this.subjects.buckets.ledger, ledgerRecordSchema);
     this.events = new TaskEvents(nc, this.topology.js, this.subjects, this.clock, this.log);
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
-    this.deps = { store: this.store, gateway, events: this.events, model: this.o.model, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
+    const model = this.o.model;
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,

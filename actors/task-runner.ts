@@ -18,7 +18,8 @@ export interface TaskRunnerDeps {
   store: JsonKv<SnapshotEnvelope>;
   gateway: EffectGateway;
   events: TaskEvents;
-  model: ModelClient;
+  /** The model client serving an agent (routing may differ per agent). */
+  model: (agent: Agent) => ModelClient;
   clock: Clock;
   logger: Logger;
   hostId: string;
@@ -218,12 +219,13 @@ export class TaskRunner {
       input,
       {
         gateway: this.deps.gateway,
-        client: this.deps.model,
+        client: this.deps.model(this.agent),
         system: this.agent.system,
         tools: this.agent.tools,
         deadlineAt: this.envelope.deadlineAt,
+        contextTokens: this.agent.contextTokens,
         onText: (delta) => this.onText(delta),
-        onResult: (call, result, replayed) => {
+        onResult: (call, result, replayed, trim) => {
           this.flushProgress();
           const usage = this.envelope.usage ?? emptyUsage();
           this.envelope = {
@@ -238,7 +240,19 @@ export class TaskRunner {
           };
           this.deps.events.emit(
             this.taskId,
-            { type: 'model', key: call.key, model: result.model, role: result.role, usage: result.usage, costUsd: result.costUsd, latencyMs: result.latencyMs, stopReason: result.stopReason, attempts: result.attempts, replayed },
+            {
+              type: 'model',
+              key: call.key,
+              model: result.model,
+              role: result.role,
+              usage: result.usage,
+              costUsd: result.costUsd,
+              latencyMs: result.latencyMs,
+              stopReason: result.stopReason,
+              attempts: result.attempts,
+              replayed,
+              ...(trim.elidedToolResults || trim.droppedTurns ? { trimmed: { estimatedTokens: trim.estimatedTokens, elidedToolResults: trim.elidedToolResults, droppedTurns: trim.droppedTurns } } : {}),
+            },
             `${call.key}:model`,
           );
         },

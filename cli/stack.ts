@@ -42,7 +42,7 @@ export async function startStack(loaded: LoadedConfig, logger: Logger, options: 
   if (!servers?.length) throw new Error('no NATS servers: set NATS_URL (or nats.servers in troupe.config.json)');
   const model = await createModel(loaded, logger);
   const nc = await connectNats({ servers, name: `${config.nats.name}-host`, credsFile: config.nats.credsFile, user: config.nats.user, password: config.nats.password });
-  const host = new Host({ nc, config, agents, model: model.client, logger });
+  const host = new Host({ nc, config, agents, model: (agent) => model.clientFor(agent), logger });
   await host.start();
   let closing: Promise<void> | undefined;
   const close = () =>

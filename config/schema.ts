@@ -89,6 +89,26 @@ const modelSchema = z
     baseURL: z.string().url().optional(),
     /** Scenario file played by the bundled simulator. @default the support-desk scenario */
     scenario: z.string().optional(),
+    /**
+     * Which model serves which step role, and its `max_tokens`:
+     * `{ "default": {"model","maxTokens"}, "roles": { "<role>": {"model","maxTokens"} } }`.
+     * Agents may override roles. @default sonnet for everything, opus for `plan`, haiku for `format`
+     */
+    routing: z
+      .object({
+        default: z.object({ model: z.string().min(1), maxTokens: z.number().int().positive() }).strict().optional(),
+        roles: z.record(z.string(), z.object({ model: z.string().min(1), maxTokens: z.number().int().positive() }).strict()).optional(),
+      })
+      .strict()
+      .optional(),
+    /** USD per million tokens, per model: `{ "<model>": {"input","output","cacheWrite","cacheRead"} }`, merged over the built-in table. */
+    pricing: z
+      .record(z.string(), z.object({ input: z.number().min(0), output: z.number().min(0), cacheWrite: z.number().min(0), cacheRead: z.number().min(0) }).strict())
+      .optional(),
+    /** Per-attempt timeout of a model call. @default 60000 */
+    timeoutMs: z.number().int().positive().optional(),
+    /** Attempts per model call, the first included. @default 4 */
+    maxAttempts: z.number().int().min(1).optional(),
   })
   .strict()
   .prefault({});

@@ -52,3 +52,21 @@ export async function* watchTask(js: JetStreamClient, subjects: Subjects, taskId
     messages.stop();
   }
 }
+
+/**
+ * The events a task has published so far, without waiting for more: what `troupe status` shows.
+ */
+export async function taskHistory(js: JetStreamClient, subjects: Subjects, taskId: string): Promise<TaskEvent[]> {
+  const consumer = await js.consumers.get(subjects.streams.events, {
+    filter_subjects: subjects.events(taskId) as unknown as string[],
+    deliver_policy: DeliverPolicy.All,
+  });
+  const events: TaskEvent[] = [];
+  for (;;) {
+    const m = await consumer.next({ expires: 1000 });
+    if (!m) return events;
+    const parsed = taskEventSchema.safeParse(JSON.parse(decoder.decode(m.data)));
+    if (parsed.success) events.push(parsed.data);
+    if (m.info.pending === 0) return events;
+  }
+}

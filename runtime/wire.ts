@@ -29,7 +29,8 @@ export type Budget = z.infer<typeof budgetSchema>;
 export const taskMessageSchema = z
   .object({
     taskId: z.string().optional(),
-    input: z.unknown(),
+    // Optional here so that a missing input is reported as such (invalid_input), not as a bad shape.
+    input: z.unknown().optional(),
     budget: budgetSchema.optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
   })
@@ -81,6 +82,8 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     stopReason: z.string().nullable(),
     attempts: z.number(),
     replayed: z.boolean(),
+    /** Present when older context was trimmed to fit the agent's context budget. */
+    trimmed: z.object({ estimatedTokens: z.number(), elidedToolResults: z.number(), droppedTurns: z.number() }).optional(),
   }),
   z.object({
     type: z.literal('tool'),

@@ -4,8 +4,10 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
 import { JsonKv } from '../../runtime/json-kv.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
-import { snapshotEnvelopeSchema, type SnapshotEnvelope } from '../../runtime/wire.ts';
+import { snapshotEnvelopeSchema, type SnapshotEnvelope, type TaskEvent } from '../../runtime/wire.ts';
+import { taskHistory } from '../../runtime/task-watch.ts';
 import { connectClient } from '../connect.ts';
+import { formatEvent } from '../print-events.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
 
@@ -54,7 +56,17 @@ export const statusCommand: Command = {
       const found = await store.get(taskId);
       if (!found) throw new TerminalError(ErrorCode.notFound, `no task "${taskId}" (tasks are listed by \`troupe tasks\`)`);
       const { snapshot: _snapshot, ...envelope } = found.value;
-      process.stdout.write(values.json ? `${JSON.stringify({ ...envelope, revision: found.revision })}\n` : `${describeTask(found.value)}\n`);
+      const history: TaskEvent[] = await taskHistory(jetstream(nc), makeSubjects(loaded.config.prefix), taskId).catch(() => []);
+      const calls = history.filter((e): e is Extract<TaskEvent, { type: 'model' | 'tool' }> => e.type === 'model' || e.type === 'tool');
+      if (values.json) {
+        process.stdout.write(`${JSON.stringify({ ...envelope, revision: found.revision, calls })}\n`);
+        return 0;
+      }
+      process.stdout.write(`${describeTask(found.value)}\n`);
+      if (calls.length) {
+        process.stdout.write('calls\n');
+        for (const c of calls) process.stdout.write(`  ${c.key.padEnd(Math.max(...calls.map((x) => x.key.length)))}  ${formatEvent(c)}\n`);
+      }
       return 0;
     } finally {
       await nc.close();
@@ -72,6 +84,7 @@ export const tasksCommand: Command = {
     try {
       const store = await openSnapshots(nc, loaded.config.prefix);
       const limit = Number(values.limit ?? 50);
+      if (!Number.isInteger(limit) || limit < 1) throw new TerminalError(ErrorCode.invalidInput, `--limit must be a whole number of at least 1 (got ${JSON.stringify(values.limit)})`);
       const envelopes: SnapshotEnvelope[] = [];
       for (const key of await store.keys()) {
         const found = await store.get(key).catch(() => undefined);
@@ -90,7 +103,7 @@ export const tasksCommand: Command = {
       const rows = shown.map((e) => [e.taskId, e.agent, e.status, `${e.state}`, String(e.step), `$${(e.usage?.costUsd ?? 0).toFixed(4)}`, new Date(e.updatedAt).toISOString()]);
       const head = ['TASK', 'AGENT', 'STATUS', 'STATE', 'STEP', 'COST', 'UPDATED'];
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-      for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`);
+      for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}\n`);
       if (envelopes.length > limit) process.stdout.write(`(${envelopes.length - limit} more; --limit N)\n`);
       return 0;
     } finally {
