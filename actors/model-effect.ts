@@ -2,6 +2,7 @@ import type { ModelEffectInput, ModelTurn } from '../machines/conversation.ts';
 import type { Tool } from '../sandbox/tool.ts';
 import type { EffectGateway } from './effect-gateway.ts';
 import { trimContext, type TrimResult } from './model/context-trim.ts';
+import { isMalformedToolUse } from './model/errors.ts';
 import { estimateTokens } from './model/estimate-tokens.ts';
 import type { ModelCallResult, ModelClient, ToolSpec } from './model/model-client.ts';
 
@@ -44,11 +45,35 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
     irreversible: false,
     leaseMs: 0,
     execute: () =>
-      deps.client.call(
-        { role: input.role, system: deps.system, tools: specs, messages: trim.messages },
-        { signal, onText: deps.onText, ...(deps.deadlineAt ? { deadlineAt: deps.deadlineAt } : {}) },
-      ),
+      deps.client
+        .call(
+          { role: input.role, system: deps.system, tools: specs, messages: trim.messages },
+          { signal, onText: deps.onText, ...(deps.deadlineAt ? { deadlineAt: deps.deadlineAt } : {}) },
+        )
+        // A malformed tool call is the model's mistake, not an outage: keep the (billed) turn,
+        // repaired so the conversation stays valid, and let the gates refuse the call so the
+        // model sees why and re-plans. Repairing inside the effect records the repaired turn.
+        .catch((err: unknown) => {
+          if (isMalformedToolUse(err)) return repairToolUses(err.response);
+          throw err;
+        }),
   });
   deps.onResult(input, result, replayed, trim);
   return { content: result.content, stopReason: result.stopReason };
+}
+
+/**
+ * Makes a model turn with malformed tool calls safe to send back: a non-object input is wrapped
+ * as `{ malformed_input: <what the model sent> }` (the API requires objects). Unknown tool names
+ * are kept; the schema gate answers them with the list of real tools.
+ */
+export function repairToolUses(result: ModelCallResult): ModelCallResult {
+  return {
+    ...result,
+    content: result.content.map((block) =>
+      block.type === 'tool_use' && (typeof block.input !== 'object' || block.input === null || Array.isArray(block.input))
+        ? { ...block, input: { malformed_input: block.input } }
+        : block,
+    ),
+  };
 }
