@@ -22,6 +22,12 @@ export interface EffectSpec<T> {
   irreversible: boolean;
   /** How long the `started` lease lasts: the call's own time limit plus a margin. */
   leaseMs: number;
+  /**
+   * Aborted when the task lets go of the effect (shutdown, lost ownership, deadline). An aborted
+   * effect is not started, and its abort is never recorded as the call's outcome: whoever
+   * resumes the task runs it.
+   */
+  signal?: AbortSignal | undefined;
   /** Asks the outside world whether a call with this key already happened. */
   reconcile?: (() => Promise<{ happened: true; result: T } | { happened: false }>) | undefined;
   execute: () => Promise<T>;
@@ -72,6 +78,7 @@ export class EffectGateway {
   async run<T>(spec: EffectSpec<T>): Promise<EffectOutcome<T>> {
     const { ledger, clock } = this.o;
     await this.o.faults?.beforeEffect?.(spec.key);
+    spec.signal?.throwIfAborted();
     for (;;) {
       const existing = await ledger.get(spec.key);
       const record = existing?.value;
@@ -139,9 +146,12 @@ export class EffectGateway {
     const { clock } = this.o;
     let result: T;
     try {
+      spec.signal?.throwIfAborted();
       result = await spec.execute();
     } catch (caught) {
       const err = ensureError(caught);
+      // Abandoned, not failed: recording it would make whoever resumes the task replay an abort.
+      if (spec.signal?.aborted) throw err;
       const retryable = err instanceof TroupeError ? err.retryable : false;
       await this.record(spec, { v: 1, state: 'failed', kind: spec.kind, name: spec.name, error: toWireError(err), retryable, attempt, at: clock.now() }, revision);
       throw err;
