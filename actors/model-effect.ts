@@ -31,11 +31,13 @@ export function toolSpecs(tools: ReadonlyMap<string, Tool<any, any>>): ToolSpec[
  * without calling (and paying for) the model again.
  */
 export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectDeps, signal: AbortSignal): Promise<ModelTurn> {
-  const specs = toolSpecs(deps.tools);
+  const offered = input.tools === undefined ? deps.tools : new Map([...deps.tools].filter(([name]) => input.tools!.includes(name)));
+  const specs = toolSpecs(offered);
+  const system = input.system ?? deps.system;
   // Trimming is a pure function of the recorded conversation, so a replay sends the same request.
   const trim = trimContext(input.messages, {
     thresholdTokens: deps.contextTokens,
-    overheadTokens: estimateTokens({ system: deps.system, tools: specs, messages: [] }),
+    overheadTokens: estimateTokens({ system, tools: specs, messages: [] }),
   });
   const { result, replayed } = await deps.gateway.run<ModelCallResult>({
     key: input.key,
@@ -44,10 +46,11 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
     sideEffect: false,
     irreversible: false,
     leaseMs: 0,
+    signal,
     execute: () =>
       deps.client
         .call(
-          { role: input.role, system: deps.system, tools: specs, messages: trim.messages },
+          { role: input.role, system, tools: specs, messages: trim.messages, ...(input.maxTokens ? { maxTokens: input.maxTokens } : {}) },
           { signal, onText: deps.onText, ...(deps.deadlineAt ? { deadlineAt: deps.deadlineAt } : {}) },
         )
         // A malformed tool call is the model's mistake, not an outage: keep the (billed) turn,

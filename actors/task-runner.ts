@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine, type Snapshot } from 'xstate';
 import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
-import type { ModelEffectInput, ToolsEffectInput } from '../machines/conversation.ts';
+import type { ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import { agentLoopMachine } from '../machines/agent-loop.machine.ts';
 import type { MachineOutcome } from '../machines/outcome.ts';
 import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
@@ -189,13 +190,16 @@ export class TaskRunner {
     return this.revision;
   }
 
+  /**
+   * The agent's machine with its effects bound to this task. `agentLoop` is the built-in agent
+   * loop with the same effects, for workflows that hand an ambiguous step to an open-ended loop.
+   */
   private providedMachine(): AnyStateMachine {
-    return this.agent.machine.provide({
-      actors: {
-        model: fromPromise<unknown, ModelEffectInput>(({ input, signal }) => this.effect(signal, () => this.modelEffect(input, signal))),
-        tools: fromPromise<unknown, ToolsEffectInput>(({ input, signal }) => this.effect(signal, () => this.toolsEffect(input, signal))),
-      },
-    });
+    const effects = {
+      model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, () => this.modelEffect(input, signal))),
+      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, () => this.toolsEffect(input, signal))),
+    };
+    return this.agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
   }
 
   /** Every effect: wait until its intent is durable; while draining, never start. */

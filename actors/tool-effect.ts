@@ -33,6 +33,7 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
         sideEffect: tool.sideEffect,
         irreversible: tool.reversibility === 'irreversible',
         leaseMs: tool.timeoutMs + 5_000,
+        signal,
         reconcile: tool.reconcile
           ? async () => {
               const r = await tool.reconcile!(call.key, args);

@@ -27,6 +27,12 @@ export interface ModelEffectInput {
   role: string;
   step: number;
   messages: Message[];
+  /** This call's system prompt, instead of the agent's (a workflow step's own instructions). */
+  system?: string;
+  /** Names of the tools offered on this call; omitted: all the agent's tools; `[]`: none. */
+  tools?: string[];
+  /** Most output tokens, below the role's route: a bounded model step. */
+  maxTokens?: number;
 }
 
 /** One tool call the model asked for, with its own idempotency key. */
@@ -52,4 +58,11 @@ export function textOf(content: ContentBlock[]): string {
     .filter((b): b is TextBlock => b.type === 'text')
     .map((b) => b.text)
     .join('');
+}
+
+/** Parses a tool result's JSON content; `error` is set when the call was refused or failed. */
+export function parseToolResult<T = unknown>(block: ToolResultBlock): { ok: true; value: T } | { ok: false; error: { code: string; message: string } } {
+  const value = JSON.parse(block.content) as unknown;
+  if (block.is_error) return { ok: false, error: (value as { error: { code: string; message: string } }).error };
+  return { ok: true, value: value as T };
 }
