@@ -26,7 +26,17 @@ afterAll(async () => {
 });
 
 function spec(key: string, over: Partial<EffectSpec<string>> = {}): EffectSpec<string> & { runs: number } {
-  const s = { key, kind: 'tool' as const, name: 't', sideEffect: true, irreversible: false, leaseMs: 5000, runs: 0, execute: async () => `ran ${++s.runs}`, ...over };
+  const s: EffectSpec<string> & { runs: number } = {
+    key,
+    kind: 'tool',
+    name: 't',
+    sideEffect: true,
+    irreversible: false,
+    leaseMs: 5000,
+    runs: 0,
+    execute: async (): Promise<string> => `ran ${++s.runs}`,
+    ...over,
+  };
   return s;
 }
 
