@@ -1,0 +1,173 @@
+/**
+ * Model-written JavaScript, run by Node inside a bwrap sandbox: no environment, no network, no host
+ * files beyond the read-only system directories Node itself needs.
+ */
+import { randomUUID } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { RunInBwrapOptions } from './bwrap.ts';
+import {
+  SandboxCodeError,
+  SandboxCpuLimitError,
+  SandboxMemoryLimitError,
+  SandboxOutputLimitError,
+  SandboxSpecError,
+  SandboxTimeoutError,
+} from './errors.ts';
+import { END_TAG, JAVASCRIPT_BOOTSTRAP, RESULT_TAG, type BootstrapOutcome } from './javascript-bootstrap.ts';
+import { compileSandboxLimits, type SandboxLimits } from './limits.ts';
+import { spawnSandbox } from './sandbox-process.ts';
+import { looksOutOfMemory, sandboxFailure, type SandboxResult } from './sandbox-result.ts';
+import { compileSandboxSpec, type SandboxSpec } from './sandbox-spec.ts';
+
+/** One snippet of JavaScript to run. */
+export interface JavaScriptJob {
+  /**
+   * The body of an async function `(input, require) => ...`: it may `await`, `return` a value and
+   * print with `console.log`.
+   */
+  code: string;
+  /** JSON data handed to the code as `input`. @default undefined */
+  input?: unknown;
+}
+
+/** What a snippet that ran to completion produced. */
+export interface JavaScriptResult {
+  /**
+   * The code's result as JSON data: its return value when it returned one; otherwise its stdout
+   * parsed as JSON when that is valid JSON; otherwise `undefined`. A return value JSON cannot
+   * represent is given as its `String()`.
+   */
+  value: unknown;
+  /** Where `value` came from. */
+  valueFrom: 'return' | 'return-string' | 'stdout' | 'none';
+  /** What the code printed on stdout (the bootstrap's result line removed). */
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+/** Largest job (code plus input, as JSON) accepted. */
+export const MAX_JOB_BYTES = 4 * 1024 * 1024;
+
+/** Heap for V8's old space: half the memory limit, leaving the rest to buffers and the runtime. */
+export function heapMiBFor(limits: Pick<SandboxLimits, 'memoryBytes'>): number {
+  return Math.max(8, Math.floor(limits.memoryBytes / (1024 * 1024) / 2));
+}
+
+let nodeBinary: string | undefined;
+
+function resolveNode(): string {
+  nodeBinary ??= realpathSync(process.execPath);
+  return nodeBinary;
+}
+
+/**
+ * The sandbox spec that starts Node on the bootstrap: the running Node binary (its directory is
+ * bound read-only when it is not under `/usr`), `--max-old-space-size` derived from the memory limit
+ * so heap exhaustion is reported by V8 before the rlimit hits, and no environment beyond the base.
+ */
+export function javaScriptSandboxSpec(limits?: Partial<SandboxLimits>): SandboxSpec {
+  const node = resolveNode();
+  const compiled = compileSandboxLimits(limits);
+  return {
+    command: [node, `--max-old-space-size=${heapMiBFor(compiled)}`, '-e', JAVASCRIPT_BOOTSTRAP],
+    binds: node.startsWith('/usr/') ? {} : { ro: [dirname(node)] },
+    limits: compiled,
+  };
+}
+
+/** A job ready for a bootstrap's stdin, the marker of its result line, and its end line. */
+export interface EncodedJob {
+  stdin: string;
+  marker: string;
+  /** The end line the bootstrap writes last on stdout and stderr (see `SandboxStartOptions.settleOn`). */
+  settleOn: string;
+}
+
+/** Encodes a job with a fresh, unguessable result marker. @throws SandboxSpecError if too large or not JSON. */
+export function encodeJavaScriptJob(job: JavaScriptJob): EncodedJob {
+  if (typeof job.code !== 'string') throw new SandboxSpecError('code must be a string');
+  const marker = `\u001etroupe-result:${randomUUID()}:`;
+  let stdin: string;
+  try {
+    stdin = JSON.stringify({ marker, code: job.code, input: job.input });
+  } catch (e: unknown) {
+    throw new SandboxSpecError(`input is not JSON: ${String(e)}`);
+  }
+  if (Buffer.byteLength(stdin) > MAX_JOB_BYTES) throw new SandboxSpecError(`job is larger than ${MAX_JOB_BYTES} bytes`);
+  return { stdin, marker, settleOn: `${marker}${END_TAG}\n` };
+}
+
+function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {
+  try {
+    return { ok: true, value: JSON.parse(text) };
+  } catch {
+    return { ok: false };
+  }
+}
+
+function readOutcome(stdout: string, marker: string): { outcome: BootstrapOutcome; codeStdout: string } | undefined {
+  const tag = `\n${marker}${RESULT_TAG}`;
+  const at = stdout.lastIndexOf(tag);
+  if (at < 0) return undefined;
+  const line = stdout.slice(at + tag.length).split('\n', 1)[0] ?? '';
+  const parsed = parseJson(line);
+  if (!parsed.ok || typeof parsed.value !== 'object' || parsed.value === null) return undefined;
+  return { outcome: parsed.value as BootstrapOutcome, codeStdout: stdout.slice(0, at) };
+}
+
+/**
+ * Judges a finished bootstrap run. Limits come first (a killed run's partial output proves nothing);
+ * then the code's own outcome, which is authoritative when present (the run may have been settled on
+ * its end lines, before any exit status); then the process's exit.
+ * @throws the typed SandboxError for every way the run can end badly.
+ */
+export function decodeJavaScriptResult(result: SandboxResult, limits: Readonly<SandboxLimits>, marker: string): JavaScriptResult {
+  const failure = sandboxFailure(result, limits);
+  if (failure instanceof SandboxTimeoutError || failure instanceof SandboxOutputLimitError || failure instanceof SandboxCpuLimitError) {
+    throw failure;
+  }
+  const read = readOutcome(result.stdout, marker);
+  const base = { stdout: read?.codeStdout ?? result.stdout, stderr: result.stderr.replace(`\n${marker}${END_TAG}\n`, ''), durationMs: result.durationMs };
+  if (read === undefined) {
+    if (failure !== undefined) throw failure;
+  } else if (!read.outcome.ok) {
+    const thrown = read.outcome.error;
+    if (looksOutOfMemory(`${thrown.name}: ${thrown.message}`)) throw new SandboxMemoryLimitError(limits.memoryBytes, result);
+    throw new SandboxCodeError(thrown, result);
+  } else {
+    const { json, text } = read.outcome;
+    if (json !== undefined) {
+      const parsed = parseJson(json);
+      if (parsed.ok) return { ...base, value: parsed.value, valueFrom: 'return' };
+    }
+    if (text !== undefined) return { ...base, value: text, valueFrom: 'return-string' };
+  }
+  const printed = base.stdout.trim();
+  if (printed !== '') {
+    const parsed = parseJson(printed);
+    if (parsed.ok) return { ...base, value: parsed.value, valueFrom: 'stdout' };
+  }
+  return { ...base, value: undefined, valueFrom: 'none' };
+}
+
+/** Options of a cold JavaScript run. */
+export interface RunJavaScriptOptions extends RunInBwrapOptions {
+  /** Limits of this run; unspecified fields take the documented defaults. */
+  limits?: Partial<SandboxLimits>;
+}
+
+/**
+ * Runs one snippet in a freshly spawned sandboxed Node (the cold path; see the warm pool for the fast
+ * one). Resolves only when the code completed; otherwise throws SandboxTimeoutError,
+ * SandboxCpuLimitError, SandboxMemoryLimitError, SandboxOutputLimitError, SandboxCodeError (it threw),
+ * SandboxExitError (it exited non-zero), SandboxUnavailableError or SandboxSetupError.
+ */
+export async function runJavaScript(job: JavaScriptJob, options: RunJavaScriptOptions = {}): Promise<JavaScriptResult> {
+  const { stdin, marker, settleOn } = encodeJavaScriptJob(job);
+  const spec = compileSandboxSpec(javaScriptSandboxSpec(options.limits));
+  options.signal?.throwIfAborted();
+  const result = await spawnSandbox(spec, options).start(stdin, { settleOn, ...(options.signal ? { signal: options.signal } : {}) });
+  return decodeJavaScriptResult(result, spec.limits, marker);
+}
