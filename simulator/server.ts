@@ -6,7 +6,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { apiFailure, errorBody, sendApiError, type ApiFailure } from './api-error.ts';
-import { validateRequest, type ApiRequest } from './api-request.ts';
+import { validateRequest, type ApiBlock, type ApiRequest } from './api-request.ts';
 import { buildMessage, formatSse, streamEvents, type ApiMessageResponse } from './message-events.ts';
 import { loadScenario, parseScenario, SUPPORT_DESK_SCENARIO, type Scenario, type ScenarioInput } from './scenario.ts';
 import { malformToolUse, playRequest, type PlayedTurn } from './script-player.ts';
@@ -174,12 +174,13 @@ export async function startSimulator(options: StartSimulatorOptions = {}): Promi
       output_tokens: outputTokensOf(played.content),
       ...played.usage,
     };
+    const capped = capAtMaxTokens(played, usage.output_tokens, request.max_tokens);
     return buildMessage({
       id: `msg_sim${requestId.slice('req_sim'.length)}`,
       model: request.model,
-      content: played.content,
-      stopReason: played.stopReason,
-      usage,
+      content: capped.content,
+      stopReason: capped.stopReason,
+      usage: { ...usage, output_tokens: Math.min(usage.output_tokens, request.max_tokens) },
     });
   }
 
@@ -290,4 +291,18 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
     // Settles a request whose client left mid-body ('end' never comes); a second resolve is a no-op.
     req.once('close', () => resolve({ gone: true }));
   });
+}
+
+/**
+ * As the real API does, a reply never has more than `max_tokens` output tokens: past it the text
+ * is cut, an unfinished tool call is dropped, and `stop_reason` is `max_tokens`.
+ */
+export function capAtMaxTokens(played: PlayedTurn, outputTokens: number, maxTokens: number): Pick<PlayedTurn, 'content' | 'stopReason'> {
+  if (outputTokens <= maxTokens) return played;
+  const text = played.content
+    .filter((b): b is Extract<ApiBlock, { type: 'text' }> => b.type === 'text')
+    .map((b) => String(b.text))
+    .join('')
+    .slice(0, maxTokens * 4);
+  return { content: [{ type: 'text', text: text || '…' }], stopReason: 'max_tokens' };
 }
