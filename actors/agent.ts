@@ -2,14 +2,33 @@ import type { AnyStateMachine } from 'xstate';
 import type { z } from 'zod';
 import { AGENT_NAME_PATTERN } from '../common/ids.ts';
 import { agentLoopMachine, type AgentLoopInput } from '../machines/agent-loop.machine.ts';
+import type { BreachPolicy, LimitName } from '../machines/supervisor.machine.ts';
 import type { Tool } from '../sandbox/tool.ts';
 
-/** Limits of one agent; a task's `budget` may lower them, never raise them. */
+/** Limits of one agent over the config's `limits`; a task's `budget` may lower them, never raise them. */
 export interface AgentLimits {
-  /** Most model turns. @default config `limits.steps` (8) */
+  /** Most model calls. @default config `limits.steps` (8) */
   steps?: number;
   /** Wall-clock cap from the task's start, across restarts. @default config `limits.wallClockMs` (90 s) */
   wallClockMs?: number;
+  /** Most USD spent on model calls. @default config `limits.usd` (none) */
+  usd?: number;
+  /** Most model tokens. @default config `limits.tokens` (none) */
+  tokens?: number;
+  /** Consecutive repeated steps that stop the task. @default config `limits.noProgress` (3) */
+  noProgress?: number;
+  /** Per limit, `stop` or `escalate` to an approver. @default config `limits.onBreach` */
+  onBreach?: Partial<Record<LimitName, BreachPolicy>>;
+}
+
+/** The limits of one task, resolved from config, agent and task budget. */
+export interface ResolvedLimits {
+  steps: number;
+  wallClockMs: number;
+  usd: number | null;
+  tokens: number | null;
+  noProgress: number;
+  onBreach: Record<LimitName, BreachPolicy>;
 }
 
 /** Everything a machine's input may be derived from. */
@@ -17,7 +36,7 @@ export interface TaskStart<I> {
   taskId: string;
   input: I;
   /** Resolved limits for this task. */
-  limits: Required<AgentLimits>;
+  limits: ResolvedLimits;
 }
 
 interface AgentCommon<I> {
@@ -110,7 +129,8 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
   return Object.freeze({
     ...base,
     machine: agentLoopMachine,
-    machineInput: (start: TaskStart<I>): AgentLoopInput => ({ taskId: start.taskId, prompt: prompt(start.input), maxSteps: start.limits.steps }),
+    // No step cap of its own: the task's supervisor enforces every limit.
+    machineInput: (start: TaskStart<I>): AgentLoopInput => ({ taskId: start.taskId, prompt: prompt(start.input) }),
   });
 }
 

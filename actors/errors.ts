@@ -24,3 +24,11 @@ export class RecordedEffectError extends TerminalError {
     return { code: this.wireCode, message: this.message };
   }
 }
+
+/**
+ * Thrown inside an effect that the supervisor did not allow (a limit was reached). It never
+ * reaches the machine: the task is stopped or parked by the runner instead.
+ */
+export class LimitReachedSignal extends Error {
+  override readonly name = 'LimitReachedSignal';
+}

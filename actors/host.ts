@@ -11,8 +11,8 @@ import { Headers, subjects as makeSubjects, type Subjects } from '../runtime/sub
 import { TaskEvents } from '../runtime/task-events.ts';
 import { TaskQueue } from '../runtime/task-queue.ts';
 import { ensureTopology, type Topology } from '../runtime/topology.ts';
-import { ledgerRecordSchema, snapshotEnvelopeSchema, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
-import type { Agent } from './agent.ts';
+import { ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
+import type { Agent, ResolvedLimits } from './agent.ts';
 import { EffectGateway, type EffectFaults } from './effect-gateway.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { TaskRunner, type RunnerEnd, type TaskRunnerDeps } from './task-runner.ts';
@@ -157,10 +157,7 @@ export class Host implements AsyncDisposable {
 
   private async createTask(msg: JsMsg, sub: Submission): Promise<void> {
     const agent = this.agents.get(sub.agent)!;
-    const limits = {
-      steps: Math.min(sub.budget?.steps ?? Infinity, agent.limits.steps ?? this.o.config.limits.steps),
-      wallClockMs: Math.min(sub.budget?.wallClockMs ?? Infinity, agent.limits.wallClockMs ?? this.o.config.limits.wallClockMs),
-    };
+    const limits = resolveLimits(this.o.config.limits, agent, sub.budget);
     let runner: TaskRunner;
     try {
       runner = await TaskRunner.create(
@@ -169,7 +166,7 @@ export class Host implements AsyncDisposable {
         {
           taskId: sub.taskId,
           machineInput: agent.machineInput({ taskId: sub.taskId, input: sub.input, limits }),
-          wallClockMs: limits.wallClockMs,
+          limits,
           metadata: sub.metadata,
         },
         { seq: msg.seq, delivery: msg.info.deliveryCount },
@@ -211,7 +208,7 @@ export class Host implements AsyncDisposable {
     }
     let runner: TaskRunner;
     try {
-      runner = await TaskRunner.restore(agent, this.deps!, stored, { seq: msg.seq, delivery: msg.info.deliveryCount });
+      runner = await TaskRunner.restore(agent, this.deps!, stored, { seq: msg.seq, delivery: msg.info.deliveryCount }, resolveLimits(this.o.config.limits, agent, undefined));
     } catch (err) {
       if (err instanceof RevisionConflictError) {
         this.queue!.forget(msg);
@@ -290,4 +287,27 @@ export class Host implements AsyncDisposable {
     this.log.warn({ taskId: stored.value.taskId, error }, 'task failed');
     await this.queue!.ack(msg);
   }
+}
+
+/**
+ * A task's limits: the config's defaults, overridden by the agent's, lowered (never raised) by
+ * the task's own budget.
+ */
+export function resolveLimits(defaults: TroupeConfig['limits'], agent: Agent, budget: Budget | undefined): ResolvedLimits {
+  const lower = (a: number | undefined, b: number | null | undefined) => (a === undefined ? (b ?? null) : b === undefined || b === null ? a : Math.min(a, b));
+  const onBreach = { ...defaults.onBreach, ...agent.limits.onBreach };
+  return {
+    steps: lower(budget?.steps, agent.limits.steps ?? defaults.steps)!,
+    wallClockMs: lower(budget?.wallClockMs, agent.limits.wallClockMs ?? defaults.wallClockMs)!,
+    usd: lower(budget?.usd, agent.limits.usd ?? defaults.usd),
+    tokens: lower(budget?.tokens, agent.limits.tokens ?? defaults.tokens),
+    noProgress: agent.limits.noProgress ?? defaults.noProgress,
+    onBreach: {
+      usd: onBreach.usd ?? 'stop',
+      tokens: onBreach.tokens ?? 'stop',
+      steps: onBreach.steps ?? 'stop',
+      wallClock: onBreach.wallClock ?? 'stop',
+      noProgress: onBreach.noProgress ?? 'stop',
+    },
+  };
 }

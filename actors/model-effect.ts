@@ -4,7 +4,7 @@ import type { EffectGateway } from './effect-gateway.ts';
 import { trimContext, type TrimResult } from './model/context-trim.ts';
 import { isMalformedToolUse } from './model/errors.ts';
 import { estimateTokens } from './model/estimate-tokens.ts';
-import type { ModelCallResult, ModelClient, ToolSpec } from './model/model-client.ts';
+import type { ModelCallRequest, ModelCallResult, ModelClient, ToolSpec } from './model/model-client.ts';
 
 /** What a task lends its model effect. */
 export interface ModelEffectDeps {
@@ -19,6 +19,13 @@ export interface ModelEffectDeps {
   deadlineAt: number | null;
   /** Estimated tokens of conversation sent per call; older context is trimmed past it. */
   contextTokens: number;
+  /**
+   * Asks the supervisor for this call: returns the `max_tokens` it may use (undefined: the
+   * route's), or throws {@link LimitReachedSignal} when the call must not be made.
+   */
+  admit: (key: string, request: ModelCallRequest) => number | undefined;
+  /** The call failed without a result: drop its budget hold. */
+  onFailure: (key: string) => void;
 }
 
 /** The tools of an agent as the model sees them. */
@@ -39,6 +46,14 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
     thresholdTokens: deps.contextTokens,
     overheadTokens: estimateTokens({ system, tools: specs, messages: [] }),
   });
+  const request: ModelCallRequest = {
+    role: input.role,
+    system,
+    tools: specs,
+    messages: trim.messages,
+    ...(input.maxTokens ? { maxTokens: input.maxTokens } : {}),
+  };
+  const maxTokens = deps.admit(input.key, request);
   const { result, replayed } = await deps.gateway.run<ModelCallResult>({
     key: input.key,
     kind: 'model',
@@ -50,7 +65,7 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
     execute: () =>
       deps.client
         .call(
-          { role: input.role, system, tools: specs, messages: trim.messages, ...(input.maxTokens ? { maxTokens: input.maxTokens } : {}) },
+          { ...request, ...(maxTokens !== undefined ? { maxTokens } : {}) },
           { signal, onText: deps.onText, ...(deps.deadlineAt ? { deadlineAt: deps.deadlineAt } : {}) },
         )
         // A malformed tool call is the model's mistake, not an outage: keep the (billed) turn,
@@ -58,6 +73,7 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
         // model sees why and re-plans. Repairing inside the effect records the repaired turn.
         .catch((err: unknown) => {
           if (isMalformedToolUse(err)) return repairToolUses(err.response);
+          if (!signal.aborted) deps.onFailure(input.key);
           throw err;
         }),
   });

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine, type Snapshot } from 'xstate';
 import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
-import type { ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import { textOf, type Message, type ModelEffectInput, type ModelTurn, type ToolResultBlock, type ToolsEffectInput } from '../machines/conversation.ts';
 import { agentLoopMachine } from '../machines/agent-loop.machine.ts';
 import type { MachineOutcome } from '../machines/outcome.ts';
 import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
@@ -12,6 +12,9 @@ import type { Agent } from './agent.ts';
 import type { EffectGateway } from './effect-gateway.ts';
 import { runModelEffect } from './model-effect.ts';
 import type { ModelClient } from './model/model-client.ts';
+import { TaskSupervisor } from './task-supervisor.ts';
+import { LimitReachedSignal } from './errors.ts';
+import type { ResolvedLimits } from './agent.ts';
 import { runToolsEffect } from './tool-effect.ts';
 
 /** What every task on a host shares. */
@@ -63,9 +66,14 @@ export class TaskRunner {
   private writing: Promise<void> | undefined;
   private waiters: Array<{ seq: number; resolve: () => void; reject: (err: Error) => void }> = [];
   private lastMarked: unknown;
+  private lastSupervisor: unknown;
+  private supervisor!: TaskSupervisor;
   private lastState = '';
   private frozen: unknown;
   private outcome: TaskOutcome | undefined;
+  /** Running totals for `troupe status`; owned here and composed into every write. */
+  private usage: NonNullable<SnapshotEnvelope['usage']>;
+  private outcomeDirty = false;
   private ending = false;
   private draining = false;
   private inFlight = 0;
@@ -84,6 +92,7 @@ export class TaskRunner {
   ) {
     this.taskId = envelope.taskId;
     this.envelope = envelope;
+    this.usage = envelope.usage ?? emptyUsage();
     this.revision = revision;
     this.log = deps.logger.child({ taskId: this.taskId, agent: agent.name, actor: 'task' });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
@@ -96,7 +105,7 @@ export class TaskRunner {
   static async create(
     agent: Agent,
     deps: TaskRunnerDeps,
-    task: { taskId: string; machineInput: unknown; wallClockMs: number | null; metadata?: Record<string, unknown> | undefined },
+    task: { taskId: string; machineInput: unknown; limits: ResolvedLimits; metadata?: Record<string, unknown> | undefined },
     hold: Hold,
   ): Promise<TaskRunner> {
     const now = deps.clock.now();
@@ -111,7 +120,7 @@ export class TaskRunner {
       owner: deps.hostId,
       createdAt: now,
       updatedAt: now,
-      deadlineAt: task.wallClockMs === null ? null : now + task.wallClockMs,
+      deadlineAt: now + task.limits.wallClockMs,
       state: '',
       step: 0,
       snapshot: null,
@@ -119,9 +128,11 @@ export class TaskRunner {
       ...(task.metadata ? { metadata: task.metadata } : {}),
     };
     const runner = new TaskRunner(agent, deps, envelope, 0, hold);
+    runner.supervisor = TaskSupervisor.create(task.limits, now);
     runner.actor = createActor(runner.providedMachine(), { input: task.machineInput });
     const initial = runner.actor.getSnapshot() as AnyMachineSnapshot;
     runner.lastMarked = initial;
+    runner.lastSupervisor = runner.supervisor.actor.getSnapshot();
     runner.envelope = runner.build(runner.actor.getPersistedSnapshot(), initial);
     runner.revision = await deps.store.create(task.taskId, runner.envelope);
     return runner;
@@ -131,10 +142,22 @@ export class TaskRunner {
    * An existing task, taken over by a new delivery of its message: claims it with a
    * compare-and-set write, so a slower previous owner's next write conflicts and stops it.
    */
-  static async restore(agent: Agent, deps: TaskRunnerDeps, stored: { value: SnapshotEnvelope; revision: number }, hold: Hold): Promise<TaskRunner> {
+  static async restore(
+    agent: Agent,
+    deps: TaskRunnerDeps,
+    stored: { value: SnapshotEnvelope; revision: number },
+    hold: Hold,
+    /** Limits for a task saved before supervisors were persisted (older envelopes). */
+    fallbackLimits: ResolvedLimits,
+  ): Promise<TaskRunner> {
     const runner = new TaskRunner(agent, deps, stored.value, stored.revision, hold);
+    const env = stored.value;
+    runner.supervisor = env.supervisor
+      ? TaskSupervisor.restore(env.supervisor)
+      : TaskSupervisor.create({ ...fallbackLimits, wallClockMs: env.deadlineAt === null ? fallbackLimits.wallClockMs : env.deadlineAt - env.createdAt }, env.createdAt);
     runner.actor = createActor(runner.providedMachine(), { snapshot: stored.value.snapshot as Snapshot<unknown> });
     runner.lastMarked = runner.actor.getSnapshot();
+    runner.lastSupervisor = runner.supervisor.actor.getSnapshot();
     const claimed: SnapshotEnvelope = { ...stored.value, owner: deps.hostId, runSeq: hold.seq, runDelivery: hold.delivery, updatedAt: deps.clock.now() };
     runner.revision = await deps.store.update(runner.taskId, claimed, stored.revision);
     runner.envelope = claimed;
@@ -148,12 +171,15 @@ export class TaskRunner {
       next: (snapshot: AnyMachineSnapshot) => this.onSnapshot(snapshot),
       error: (err: unknown) => void this.finish({ status: 'failed', error: { code: ErrorCode.machineError, message: ensureError(err).message } }),
     });
+    this.supervisor.actor.subscribe(() => this.markDirty());
     this.armDeadline();
     this.actor.start();
+    // A restored supervisor may already have a breach to act on (a crash right after it).
+    this.actOnVerdict();
   }
 
   /** Fails the task now with `error` (deadline, crash loop, cancellation), whatever its state. */
-  async fail(error: { code: string; message: string }): Promise<void> {
+  async fail(error: { code: string; message: string; details?: Record<string, unknown> }): Promise<void> {
     if (this.ending) return;
     this.freeze();
     await this.finish({ status: 'failed', error });
@@ -174,6 +200,7 @@ export class TaskRunner {
     this.freeze();
     clearTimeout(this.deadlineTimer);
     try {
+      this.outcomeDirty = true;
       await this.checkpoint();
       this.end('drained');
     } catch {
@@ -212,6 +239,10 @@ export class TaskRunner {
     this.inFlight++;
     try {
       return await run();
+    } catch (err) {
+      if (!(err instanceof LimitReachedSignal)) throw err;
+      // The supervisor refused the effect; the runner stops or parks the task. Never resolve.
+      return await new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) this.idle?.();
@@ -226,21 +257,32 @@ export class TaskRunner {
         client: this.deps.model(this.agent),
         system: this.agent.system,
         tools: this.agent.tools,
-        deadlineAt: this.envelope.deadlineAt,
+        deadlineAt: this.supervisor.deadlineAt,
         contextTokens: this.agent.contextTokens,
+        admit: (key, request) => {
+          const client = this.deps.model(this.agent);
+          const quote = client.quote?.(request);
+          const granted = this.supervisor.reserve(key, quote);
+          if (granted === undefined) {
+            this.actOnVerdict();
+            throw new LimitReachedSignal(key);
+          }
+          return quote ? granted : undefined;
+        },
+        onFailure: (key) => this.supervisor.release(key),
         onText: (delta) => this.onText(delta),
         onResult: (call, result, replayed, trim) => {
           this.flushProgress();
-          const usage = this.envelope.usage ?? emptyUsage();
-          this.envelope = {
-            ...this.envelope,
-            usage: {
-              ...usage,
-              costUsd: usage.costUsd + result.costUsd,
-              inputTokens: usage.inputTokens + result.usage.inputTokens + result.usage.cacheCreationInputTokens + result.usage.cacheReadInputTokens,
-              outputTokens: usage.outputTokens + result.usage.outputTokens,
-              modelCalls: usage.modelCalls + 1,
-            },
+          this.supervisor.settle(call.key, result);
+          const { used, limits } = this.supervisor.context;
+          this.deps.events.emit(this.taskId, { type: 'budget', used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits }, `${call.key}:budget`);
+          const usage = this.usage;
+          this.usage = {
+            ...usage,
+            costUsd: usage.costUsd + result.costUsd,
+            inputTokens: usage.inputTokens + result.usage.inputTokens + result.usage.cacheCreationInputTokens + result.usage.cacheReadInputTokens,
+            outputTokens: usage.outputTokens + result.usage.outputTokens,
+            modelCalls: usage.modelCalls + 1,
           };
           this.deps.events.emit(
             this.taskId,
@@ -265,8 +307,8 @@ export class TaskRunner {
     );
   }
 
-  private toolsEffect(input: ToolsEffectInput, signal: AbortSignal) {
-    return runToolsEffect(
+  private async toolsEffect(input: ToolsEffectInput, signal: AbortSignal): Promise<ToolResultBlock[]> {
+    const results = await runToolsEffect(
       input,
       {
         gateway: this.deps.gateway,
@@ -274,13 +316,28 @@ export class TaskRunner {
         tools: this.agent.tools,
         now: () => this.deps.clock.now(),
         onResult: (report) => {
-          const usage = this.envelope.usage ?? emptyUsage();
-          this.envelope = { ...this.envelope, usage: { ...usage, toolCalls: usage.toolCalls + 1 } };
+          this.usage = { ...this.usage, toolCalls: this.usage.toolCalls + 1 };
           this.deps.events.emit(this.taskId, { type: 'tool', ...report }, `${report.key}:tool`);
         },
       },
       signal,
     );
+    this.supervisor.step(input, results);
+    this.actOnVerdict();
+    return results;
+  }
+
+  /**
+   * Acts on a supervisor breach: `stop` ends the task with `limit_exceeded`, the limit, the
+   * figures and the partial result; `escalate` parks it for an approver.
+   */
+  private actOnVerdict(): void {
+    const verdict = this.supervisor.verdict();
+    if (!verdict || this.ending) return;
+    const { breach, action } = verdict;
+    this.deps.events.emit(this.taskId, { type: 'limit', limit: breach.limit, used: breach.used, max: breach.max, message: breach.message, action }, `${this.taskId}:limit:${breach.limit}:${breach.max}`);
+    const details = { limit: breach.limit, used: breach.used, max: breach.max, partial: partialOf(this.actor.getSnapshot() as AnyMachineSnapshot) };
+    void this.fail({ code: ErrorCode.limitExceeded, message: breach.message, details });
   }
 
   private onSnapshot(snapshot: AnyMachineSnapshot): void {
@@ -295,7 +352,7 @@ export class TaskRunner {
       void this.finish(toTaskOutcome(snapshot.output as MachineOutcome | undefined));
       return;
     }
-    this.markDirty(snapshot);
+    this.markDirty();
   }
 
   private async finish(outcome: TaskOutcome): Promise<void> {
@@ -304,6 +361,7 @@ export class TaskRunner {
     clearTimeout(this.deadlineTimer);
     this.flushProgress();
     this.outcome = outcome;
+    this.outcomeDirty = true;
     try {
       await this.checkpoint();
       await this.deps.events.publish(this.taskId, outcome.status === 'done' ? { type: 'done', output: outcome.output } : { type: 'failed', error: outcome.error }, `${this.taskId}:end`);
@@ -330,16 +388,21 @@ export class TaskRunner {
     this.actor.stop();
   }
 
-  private markDirty(snapshot: unknown): void {
-    if (snapshot === this.lastMarked) return;
-    this.lastMarked = snapshot;
+  /** Schedules a write if the agent's or the supervisor's snapshot changed since the last one. */
+  private markDirty(): void {
+    const agent = this.frozen ?? this.actor.getSnapshot();
+    const supervisor = this.supervisor.actor.getSnapshot();
+    if (agent === this.lastMarked && supervisor === this.lastSupervisor && !this.outcomeDirty) return;
+    this.lastMarked = agent;
+    this.lastSupervisor = supervisor;
+    this.outcomeDirty = false;
     this.dirty++;
     this.writing ??= this.writeLoop();
   }
 
   /** Resolves once the actor's current snapshot is durable. */
   private checkpoint(): Promise<void> {
-    this.markDirty(this.frozen ? Symbol('final') : this.actor.getSnapshot());
+    this.markDirty();
     const target = this.dirty;
     if (this.written >= target) return Promise.resolve();
     return new Promise((resolve, reject) => this.waiters.push({ seq: target, resolve, reject }));
@@ -384,16 +447,20 @@ export class TaskRunner {
       state: snapshot ? stateString(snapshot.value) : this.envelope.state,
       step: snapshot ? stepOf(snapshot) ?? this.envelope.step : this.envelope.step,
       snapshot: persisted,
+      supervisor: this.supervisor.persisted(),
+      deadlineAt: this.supervisor.deadlineAt,
+      usage: this.usage,
       ...(outcome ? { outcome } : {}),
     };
   }
 
+  /** Arms the wall-clock deadline kept by the supervisor (counted from the task's start). */
   private armDeadline(): void {
-    const at = this.envelope.deadlineAt;
-    if (at === null) return;
+    clearTimeout(this.deadlineTimer);
+    const at = this.supervisor.deadlineAt;
     const fire = () => {
-      const limitMs = at - this.envelope.createdAt;
-      void this.fail({ code: ErrorCode.wallClockExceeded, message: `wall-clock limit of ${limitMs} ms reached (counted from the task's start, across restarts)` });
+      this.supervisor.wallClockReached();
+      this.actOnVerdict();
     };
     const delay = at - this.deps.clock.now();
     if (delay <= 0) queueMicrotask(fire);
@@ -441,3 +508,16 @@ function toTaskOutcome(output: MachineOutcome | undefined): TaskOutcome {
   return { status: 'done', output: output ?? null };
 }
 
+
+/** What the task had produced when it was stopped: the agent's last words, if it has any. */
+function partialOf(snapshot: AnyMachineSnapshot): unknown {
+  const messages = (snapshot.context as { messages?: Message[] } | undefined)?.messages;
+  if (!Array.isArray(messages)) return null;
+  for (let i = messages.length - 1; i >= 0; i--) {
+    const m = messages[i]!;
+    if (m.role !== 'assistant') continue;
+    const text = typeof m.content === 'string' ? m.content : textOf(m.content);
+    if (text) return text;
+  }
+  return null;
+}

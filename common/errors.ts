@@ -25,7 +25,6 @@ export const ErrorCode = {
   revisionConflict: 'revision_conflict',
   effectInFlight: 'effect_in_flight',
   machineError: 'machine_error',
-  wallClockExceeded: 'wall_clock_exceeded',
   restartIntensityExceeded: 'restart_intensity_exceeded',
   cancelled: 'cancelled',
   limitExceeded: 'limit_exceeded',

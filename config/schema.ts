@@ -68,12 +68,29 @@ const hostSchema = z
   .strict()
   .prefault({});
 
+const breachPolicySchema = z.enum(['stop', 'escalate']);
+
 const limitsSchema = z
   .object({
-    /** Most steps (model turns) of one task. @default 8 */
+    /** Most steps (model calls) of one task. @default 8 */
     steps: z.number().int().positive().default(8),
     /** Wall-clock cap of one task from its start, across restarts. @default 90000 */
     wallClockMs: z.number().int().positive().default(90_000),
+    /** Most USD one task may spend on model calls. @default none */
+    usd: z.number().positive().optional(),
+    /** Most model tokens (input, cache and output) of one task. @default none */
+    tokens: z.number().int().positive().optional(),
+    /** Consecutive steps that repeat an earlier step before the task is stopped. @default 3 */
+    noProgress: z.number().int().positive().default(3),
+    /**
+     * What a breach does, per limit: `stop` ends the task with `limit_exceeded`; `escalate` parks
+     * it and asks an approver for more. @default "stop" for every limit
+     */
+    onBreach: z
+      .object({ usd: breachPolicySchema, tokens: breachPolicySchema, steps: breachPolicySchema, wallClock: breachPolicySchema, noProgress: breachPolicySchema })
+      .partial()
+      .strict()
+      .default({}),
   })
   .strict()
   .prefault({});

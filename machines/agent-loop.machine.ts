@@ -7,8 +7,11 @@ export interface AgentLoopInput {
   taskId: string;
   /** The first user message. */
   prompt: string;
-  /** Most model turns before the task stops with `limit_exceeded`. */
-  maxSteps: number;
+  /**
+   * Most model turns before the loop stops with `limit_exceeded`. Omitted: no cap of its own
+   * (a task's supervisor enforces the task's limits either way).
+   */
+  maxSteps?: number;
 }
 
 export interface AgentLoopContext {
@@ -16,7 +19,7 @@ export interface AgentLoopContext {
   messages: Message[];
   /** Model turns completed. */
   step: number;
-  maxSteps: number;
+  maxSteps: number | null;
   outcome: MachineOutcome | null;
 }
 
@@ -43,7 +46,7 @@ export const agentLoopMachine = setup({
     tools: notProvided('tools') as unknown as ReturnType<typeof fromPromise<ToolResultBlock[], ToolsEffectInput>>,
   },
   guards: {
-    stepsExhausted: ({ context }) => context.step >= context.maxSteps,
+    stepsExhausted: ({ context }) => context.maxSteps !== null && context.step >= context.maxSteps,
   },
 }).createMachine({
   id: 'agent-loop',
@@ -51,7 +54,7 @@ export const agentLoopMachine = setup({
     taskId: input.taskId,
     messages: [{ role: 'user', content: input.prompt }],
     step: 0,
-    maxSteps: input.maxSteps,
+    maxSteps: input.maxSteps ?? null,
     outcome: null,
   }),
   initial: 'thinking',

@@ -6,7 +6,12 @@ import { MAX_TASK_ID_LENGTH, TASK_ID_PATTERN } from '../common/ids.ts';
  * nowhere else. Persisted records carry a version `v`; old versions stay readable.
  */
 
-export const wireErrorSchema = z.object({ code: z.string(), message: z.string() });
+export const wireErrorSchema = z.object({
+  code: z.string(),
+  message: z.string(),
+  /** Structured facts about the error, e.g. which limit and the figures for `limit_exceeded`. */
+  details: z.record(z.string(), z.unknown()).optional(),
+});
 export type WireErrorPayload = z.infer<typeof wireErrorSchema>;
 
 export const taskIdSchema = z
@@ -95,6 +100,13 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     latencyMs: z.number(),
     replayed: z.boolean(),
   }),
+  z.object({
+    type: z.literal('budget'),
+    ...eventBase,
+    used: z.object({ usd: z.number(), tokens: z.number(), steps: z.number() }),
+    limits: z.object({ usd: z.number().nullable(), tokens: z.number().nullable(), steps: z.number(), wallClock: z.number(), noProgress: z.number() }),
+  }),
+  z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
   z.object({ type: z.literal('done'), ...eventBase, output: z.unknown() }),
   z.object({ type: z.literal('failed'), ...eventBase, error: wireErrorSchema }),
 ]);
@@ -137,6 +149,8 @@ export const snapshotEnvelopeV1Schema = z.object({
   state: z.string(),
   step: z.number(),
   snapshot: z.unknown(),
+  /** The task's supervisor (budget, limits), persisted with the agent in the same write. */
+  supervisor: z.unknown().optional(),
   outcome: taskOutcomeSchema.optional(),
   /** Running totals shown by `troupe status`. */
   usage: z

@@ -5,6 +5,7 @@
  * snapshots and the effect ledger, so each has a zod schema and its type is inferred from it.
  */
 import { z } from 'zod';
+import type { CallQuote } from './quote.ts';
 
 /** A tool offered to the model: its name, what it does, and a JSON Schema of its input. */
 export const toolSpecSchema = z.object({
@@ -100,6 +101,11 @@ export interface ModelCallOptions {
  */
 export interface ModelClient {
   call(request: ModelCallRequest, options?: ModelCallOptions): Promise<ModelCallResult>;
+  /**
+   * What a call would be routed to and cost at most, without making it: the supervisor
+   * reserves the worst case before the call. A client without it cannot enforce USD ceilings.
+   */
+  quote?(request: ModelCallRequest): CallQuote;
   /** Idempotent; later calls reject. */
   close?(): Promise<void>;
 }

@@ -16,6 +16,10 @@ export interface CallQuote {
   inputTokens: number;
   /** Input at the dearer of input and cache-write price, plus `maxTokens` at output price. */
   worstCaseCostUsd: number;
+  /** The dearest price of one input token (input or cache write), USD. */
+  inputUsdPerToken: number;
+  /** The price of one output token, USD. */
+  outputUsdPerToken: number;
 }
 
 /** Quotes `request`. Throws a terminal `unknown_model` error when the routed model has no price. */
@@ -33,5 +37,7 @@ export function quoteCall(
     maxTokens: route.maxTokens,
     inputTokens,
     worstCaseCostUsd: worstCaseCostOf(inputTokens, route.maxTokens, price),
+    inputUsdPerToken: Math.max(price.input, price.cacheWrite) / 1e6,
+    outputUsdPerToken: price.output / 1e6,
   };
 }

@@ -212,7 +212,8 @@ describe('troupe submit', () => {
   }, 60_000);
 
   it('exits 1 and shows the failure when the task ends failed', async () => {
-    // No such order: lookup_order refuses, the model keeps asking, and the step cap (6) ends the task.
+    // No such order: lookup_order refuses, the model keeps asking the same thing, and the
+    // supervisor stops the task once three consecutive steps repeat an earlier one.
     const r = await troupe(['submit', 'support-desk', '--input', JSON.stringify({ customer: 'Dee', message: 'Where is A-9999?' }), '--task-id', 'cli-failed-1', '--wait']);
     expect(r.code, show(r)).toBe(1);
     expect(r.stdout).toBe('');
@@ -220,8 +221,8 @@ describe('troupe submit', () => {
     expect(r.stderr).toContain('order A-9999 does not exist');
     expect(r.stderr).toContain('failed: limit_exceeded:');
     const env = (await snapshots.get('cli-failed-1'))!.json<Record<string, any>>();
-    expect(env).toMatchObject({ status: 'failed', outcome: { status: 'failed', error: { code: 'limit_exceeded' } } });
-    expect(env.step).toBe(supportDesk.limits.steps);
+    expect(env).toMatchObject({ status: 'failed', outcome: { status: 'failed', error: { code: 'limit_exceeded', details: { limit: 'noProgress', used: 3, max: 3 } } } });
+    expect(env.step).toBe(3);
   }, 60_000);
 
   it('exits non-zero without publishing anything when --input is not JSON', async () => {

@@ -35,7 +35,7 @@ describe('compileConfig', () => {
     const c = compileConfig({});
     expect(c.prefix).toBe('troupe');
     expect(c.agents).toEqual([]);
-    expect(c.limits).toEqual({ steps: 8, wallClockMs: 90_000 });
+    expect(c.limits).toEqual({ steps: 8, wallClockMs: 90_000, noProgress: 3, onBreach: {} });
     expect(c.host).toEqual({ concurrency: 1000, leaseMs: 30_000, maxDeliver: 10, maxTaskBytes: 256 * 1024, drainTimeoutMs: 10_000 });
     expect(c.streams).toEqual({ replicas: 1, eventsMaxAgeMs: 7 * 24 * 3600 * 1000, rejectedMaxAgeMs: 7 * 24 * 3600 * 1000, duplicateWindowMs: 120_000 });
     expect(c.nats).toEqual({ name: 'troupe' });
@@ -48,7 +48,7 @@ describe('compileConfig', () => {
     const c = compileConfig({ host: { concurrency: 4 }, limits: { steps: 3 } });
     expect(c.host.concurrency).toBe(4);
     expect(c.host.leaseMs).toBe(30_000);
-    expect(c.limits).toEqual({ steps: 3, wallClockMs: 90_000 });
+    expect(c.limits).toEqual({ steps: 3, wallClockMs: 90_000, noProgress: 3, onBreach: {} });
   });
 
   it('returns a deeply frozen object', () => {

@@ -103,7 +103,7 @@ describe('a host killed with SIGKILL around a side effect', () => {
     await second.waitForMark('ready');
     const events = await eventsUntilEnd(nats.js, taskId, { timeoutMs: 30_000 });
     const failed = events.at(-1)!;
-    expect(failed).toMatchObject({ type: 'failed', error: { code: 'wall_clock_exceeded' } });
+    expect(failed).toMatchObject({ type: 'failed', error: { code: 'limit_exceeded', details: { limit: 'wallClock', max: 4000 } } });
     // The restored host kept the original deadline rather than granting a fresh 60 s.
     expect(failed.at).toBeGreaterThanOrEqual(deadlineAt);
     expect(failed.at).toBeLessThan(deadlineAt + 15_000);

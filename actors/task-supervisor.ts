@@ -1,0 +1,128 @@
+import { createHash } from 'node:crypto';
+import { createActor, type Actor, type Snapshot } from 'xstate';
+import type { ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import { deadlineOf, supervisorMachine, type Breach, type BreachPolicy, type SupervisorContext } from '../machines/supervisor.machine.ts';
+import type { ResolvedLimits } from './agent.ts';
+import type { ModelCallResult } from './model/model-client.ts';
+import type { CallQuote } from './model/quote.ts';
+
+/** A breach the task must act on now. */
+export interface Verdict {
+  breach: Breach;
+  action: BreachPolicy;
+}
+
+/** Smallest output a model call is worth making with. */
+const MIN_OUTPUT_TOKENS = 16;
+
+/**
+ * A task's supervisor actor and the host's side of its protocol. The statechart
+ * (machines/supervisor.machine.ts) decides; this class turns effects into its events, reads its
+ * decisions, and exposes what must be persisted.
+ */
+export class TaskSupervisor {
+  private constructor(readonly actor: Actor<typeof supervisorMachine>) {}
+
+  static create(limits: ResolvedLimits, startedAt: number): TaskSupervisor {
+    const { onBreach, wallClockMs, ...rest } = limits;
+    const actor = createActor(supervisorMachine, { input: { limits: { ...rest, wallClock: wallClockMs }, onBreach, startedAt } });
+    actor.start();
+    return new TaskSupervisor(actor);
+  }
+
+  static restore(persisted: unknown): TaskSupervisor {
+    const actor = createActor(supervisorMachine, { snapshot: persisted as Snapshot<unknown> } as never) as Actor<typeof supervisorMachine>;
+    actor.start();
+    return new TaskSupervisor(actor);
+  }
+
+  get context(): SupervisorContext {
+    return this.actor.getSnapshot().context;
+  }
+
+  /** Epoch ms at which the wall-clock limit is reached. */
+  get deadlineAt(): number {
+    return deadlineOf(this.context);
+  }
+
+  persisted(): unknown {
+    return this.actor.getPersistedSnapshot();
+  }
+
+  /** The breach to act on, if the supervisor halted or is escalating. */
+  verdict(): Verdict | undefined {
+    const snapshot = this.actor.getSnapshot();
+    const breach = snapshot.context.breach;
+    if (!breach) return undefined;
+    if (snapshot.matches('escalating')) return { breach, action: 'escalate' };
+    if (snapshot.status === 'done') return { breach, action: 'stop' };
+    return undefined;
+  }
+
+  /**
+   * Holds the worst case of a model call and returns the `max_tokens` it may use, clamped so the
+   * ceilings hold whatever the model answers; undefined if the call must not be made.
+   */
+  reserve(key: string, quote: CallQuote | undefined): number | undefined {
+    this.actor.send({
+      type: 'reserve',
+      key,
+      inputTokens: quote?.inputTokens ?? 0,
+      maxTokens: quote?.maxTokens ?? Number.MAX_SAFE_INTEGER,
+      minTokens: Math.min(MIN_OUTPUT_TOKENS, quote?.maxTokens ?? MIN_OUTPUT_TOKENS),
+      inputUsdPerToken: quote?.inputUsdPerToken ?? 0,
+      outputUsdPerToken: quote?.outputUsdPerToken ?? 0,
+    });
+    return this.verdict() ? undefined : this.context.granted[key];
+  }
+
+  /** Replaces a call's hold by what it actually cost. Idempotent per key. */
+  settle(key: string, result: ModelCallResult): void {
+    const u = result.usage;
+    this.actor.send({ type: 'settle', key, usd: result.costUsd, tokens: u.inputTokens + u.outputTokens + u.cacheCreationInputTokens + u.cacheReadInputTokens });
+  }
+
+  /** Drops the hold of a call that failed without being billed. */
+  release(key: string): void {
+    this.actor.send({ type: 'release', key });
+  }
+
+  /** Reports a step (tool calls and their results) for no-progress detection. */
+  step(input: ToolsEffectInput, results: ToolResultBlock[]): void {
+    this.actor.send({ type: 'step', fingerprint: stepFingerprint(input, results) });
+  }
+
+  wallClockReached(): void {
+    this.actor.send({ type: 'wallClock' });
+  }
+
+  grant(limit: Breach['limit'], amount: number): void {
+    this.actor.send({ type: 'grant', limit, amount });
+  }
+
+  deny(reason: string): void {
+    this.actor.send({ type: 'deny', reason });
+  }
+}
+
+/**
+ * What counts as progress: a step (one round of tool calls) is *no progress* when the same
+ * tools were called with the same arguments and returned the same results (or errors) as in
+ * an earlier step of the task. Anything new (a different tool, argument or result) is progress.
+ */
+export function stepFingerprint(input: ToolsEffectInput, results: ToolResultBlock[]): string {
+  const calls = input.calls.map((c) => [c.name, c.input]);
+  const outcomes = results.map((r) => [r.content, r.is_error === true]);
+  return createHash('sha256').update(canonicalJson([calls, outcomes])).digest('base64url').slice(0, 22);
+}
+
+/** JSON with object keys sorted, so equal values always give equal text. */
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}

@@ -1,0 +1,234 @@
+import { assign, setup } from 'xstate';
+
+/** The limits a supervisor enforces. */
+export type LimitName = 'usd' | 'tokens' | 'steps' | 'wallClock' | 'noProgress';
+/** What a breach does: end the task, or ask a human for more. */
+export type BreachPolicy = 'stop' | 'escalate';
+
+export interface SupervisorLimits {
+  /** Most USD the task may spend on model calls; null: no ceiling. */
+  usd: number | null;
+  /** Most model tokens (input, cache and output together); null: no ceiling. */
+  tokens: number | null;
+  /** Most model calls. */
+  steps: number;
+  /** Wall-clock cap from the task's start, in ms. */
+  wallClock: number;
+  /** Consecutive steps without progress that end the task. */
+  noProgress: number;
+}
+
+export interface SupervisorInput {
+  limits: SupervisorLimits;
+  onBreach: Record<LimitName, BreachPolicy>;
+  /** Epoch ms the task started; the wall-clock cap counts from here, across restarts. */
+  startedAt: number;
+}
+
+/** A limit reached: which, how far, and the ceiling. */
+export interface Breach {
+  limit: LimitName;
+  used: number;
+  max: number;
+  message: string;
+}
+
+export interface Usage {
+  usd: number;
+  tokens: number;
+  steps: number;
+}
+
+export interface SupervisorContext extends SupervisorInput {
+  used: Usage;
+  /** Worst-case amounts held for calls in flight, by effect key. */
+  reserved: Record<string, { usd: number; tokens: number }>;
+  /** `max_tokens` granted per call, so a re-dispatched call gets the same grant. */
+  granted: Record<string, number>;
+  /** Calls already counted, so a replayed call is never counted twice. */
+  settled: Record<string, true>;
+  /** Fingerprints of every step so far. */
+  seen: Record<string, true>;
+  /** Consecutive steps that repeated an earlier one. */
+  stale: number;
+  breach: Breach | null;
+}
+
+/** Ask for `max_tokens` for one model call, with its worst-case prices. */
+export type ReserveEvent = {
+  type: 'reserve';
+  key: string;
+  inputTokens: number;
+  maxTokens: number;
+  /** Below this grant the call is not worth making. */
+  minTokens: number;
+  /** Dearest price of an input token (the cache-write price when caching). */
+  inputUsdPerToken: number;
+  outputUsdPerToken: number;
+};
+
+export type SupervisorEvent =
+  | ReserveEvent
+  | { type: 'settle'; key: string; usd: number; tokens: number }
+  | { type: 'release'; key: string }
+  | { type: 'step'; fingerprint: string }
+  | { type: 'wallClock' }
+  | { type: 'grant'; limit: LimitName; amount: number }
+  | { type: 'deny'; reason: string };
+
+const fmt = (limit: LimitName, n: number) => (limit === 'usd' ? `$${n.toFixed(6)}` : limit === 'wallClock' ? `${n} ms` : String(n));
+
+function breachOf(limit: LimitName, used: number, max: number, detail: string): Breach {
+  return { limit, used, max, message: `${limit} limit reached: ${fmt(limit, used)} used of ${fmt(limit, max)} (${detail})` };
+}
+
+const reservedTotal = (c: SupervisorContext) =>
+  Object.values(c.reserved).reduce((a, r) => ({ usd: a.usd + r.usd, tokens: a.tokens + r.tokens }), { usd: 0, tokens: 0 });
+
+/**
+ * The largest `max_tokens` that keeps the worst case of this call, on top of everything spent
+ * and reserved, within every ceiling; or the breach that prevents the call.
+ */
+export function decideReservation(c: SupervisorContext, e: ReserveEvent): { maxTokens: number } | { breach: Breach } {
+  if (c.granted[e.key] !== undefined) return { maxTokens: c.granted[e.key]! };
+  const stepsAfter = c.used.steps + 1;
+  if (stepsAfter > c.limits.steps) return { breach: breachOf('steps', c.used.steps, c.limits.steps, 'no model call left') };
+  const held = reservedTotal(c);
+  let maxTokens = e.maxTokens;
+  if (c.limits.usd !== null) {
+    const left = c.limits.usd - c.used.usd - held.usd - e.inputTokens * e.inputUsdPerToken;
+    // Floor, and a hair of margin against floating-point rounding: never round up into overspend.
+    const affordable = e.outputUsdPerToken > 0 ? Math.floor((left * (1 - 1e-9)) / e.outputUsdPerToken) : e.maxTokens;
+    if (affordable < e.minTokens) {
+      return { breach: breachOf('usd', c.used.usd + held.usd, c.limits.usd, `the next call needs at least ${fmt('usd', e.inputTokens * e.inputUsdPerToken + e.minTokens * e.outputUsdPerToken)}`) };
+    }
+    maxTokens = Math.min(maxTokens, affordable);
+  }
+  if (c.limits.tokens !== null) {
+    const left = c.limits.tokens - c.used.tokens - held.tokens - e.inputTokens;
+    if (left < e.minTokens) return { breach: breachOf('tokens', c.used.tokens + held.tokens, c.limits.tokens, `the next call needs at least ${e.inputTokens + e.minTokens}`) };
+    maxTokens = Math.min(maxTokens, left);
+  }
+  return { maxTokens };
+}
+
+/**
+ * One task's supervisor: owns its budget and halts (or escalates) at every limit, whatever the
+ * model does. Pure: the host feeds it events and reads its snapshot; it is persisted with the
+ * task, so the budget survives restarts.
+ *
+ * - `reserve` before each model call holds its worst case and grants a clamped `max_tokens`;
+ * - `settle` replaces the hold by the actual cost; `release` drops the hold of a failed call;
+ * - `step` with a fingerprint of the step counts steps that repeat an earlier one;
+ * - `wallClock` says the deadline passed.
+ *
+ * A breach goes to `escalating` when its policy is `escalate` (a `grant` raises the limit and
+ * resumes, a `deny` halts), otherwise to the final `halted`.
+ */
+export const supervisorMachine = setup({
+  types: {} as { context: SupervisorContext; input: SupervisorInput; events: SupervisorEvent },
+  guards: {
+    escalates: ({ context }) => context.breach !== null && context.onBreach[context.breach.limit] === 'escalate',
+    breached: ({ context }) => context.breach !== null,
+  },
+}).createMachine({
+  id: 'supervisor',
+  context: ({ input }) => ({
+    ...input,
+    used: { usd: 0, tokens: 0, steps: 0 },
+    reserved: {},
+    granted: {},
+    settled: {},
+    seen: {},
+    stale: 0,
+    breach: null,
+  }),
+  initial: 'active',
+  states: {
+    active: {
+      always: [
+        { guard: 'escalates', target: 'escalating' },
+        { guard: 'breached', target: 'halted' },
+      ],
+      on: {
+        reserve: {
+          actions: assign(({ context, event }) => {
+            if (context.settled[event.key]) return {};
+            const decision = decideReservation(context, event);
+            if ('breach' in decision) return { breach: decision.breach };
+            if (context.granted[event.key] !== undefined) return {};
+            return {
+              granted: { ...context.granted, [event.key]: decision.maxTokens },
+              reserved: {
+                ...context.reserved,
+                [event.key]: {
+                  usd: event.inputTokens * event.inputUsdPerToken + decision.maxTokens * event.outputUsdPerToken,
+                  tokens: event.inputTokens + decision.maxTokens,
+                },
+              },
+              used: { ...context.used, steps: context.used.steps + 1 },
+            };
+          }),
+        },
+        step: {
+          actions: assign(({ context, event }) => {
+            const repeated = context.seen[event.fingerprint] === true;
+            const stale = repeated ? context.stale + 1 : 0;
+            return {
+              seen: { ...context.seen, [event.fingerprint]: true },
+              stale,
+              breach:
+                stale >= context.limits.noProgress
+                  ? breachOf('noProgress', stale, context.limits.noProgress, 'consecutive steps repeated earlier tool calls and results')
+                  : null,
+            };
+          }),
+        },
+        wallClock: {
+          actions: assign(({ context }) => ({ breach: breachOf('wallClock', context.limits.wallClock, context.limits.wallClock, 'counted from the task start') })),
+        },
+      },
+    },
+    escalating: {
+      on: {
+        grant: {
+          target: 'active',
+          actions: assign(({ context, event }) => ({
+            limits: { ...context.limits, [event.limit]: (context.limits[event.limit] ?? 0) + event.amount },
+            // A no-progress grant is a fresh window; other grants keep their counts.
+            stale: event.limit === 'noProgress' ? 0 : context.stale,
+            breach: null,
+          })),
+        },
+        deny: { target: 'halted' },
+      },
+    },
+    halted: { type: 'final' },
+  },
+  // Settling works in every state: money already spent is counted even after a breach.
+  on: {
+    settle: {
+      actions: assign(({ context, event }) => {
+        if (context.settled[event.key]) return {};
+        const { [event.key]: _held, ...reserved } = context.reserved;
+        return {
+          reserved,
+          settled: { ...context.settled, [event.key]: true as const },
+          used: { ...context.used, usd: context.used.usd + event.usd, tokens: context.used.tokens + event.tokens },
+        };
+      }),
+    },
+    release: {
+      actions: assign(({ context, event }) => {
+        const { [event.key]: _held, ...reserved } = context.reserved;
+        const { [event.key]: _granted, ...granted } = context.granted;
+        return { reserved, granted };
+      }),
+    },
+  },
+});
+
+/** The deadline of a supervised task (epoch ms). */
+export function deadlineOf(c: Pick<SupervisorContext, 'startedAt' | 'limits'>): number {
+  return c.startedAt + c.limits.wallClock;
+}
