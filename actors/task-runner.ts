@@ -276,6 +276,7 @@ export class TaskRunner {
           this.supervisor.settle(call.key, result);
           const { used, limits } = this.supervisor.context;
           this.deps.events.emit(this.taskId, { type: 'budget', used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits }, `${call.key}:budget`);
+          this.actOnVerdict();
           const usage = this.usage;
           this.usage = {
             ...usage,

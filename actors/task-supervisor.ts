@@ -79,7 +79,13 @@ export class TaskSupervisor {
   /** Replaces a call's hold by what it actually cost. Idempotent per key. */
   settle(key: string, result: ModelCallResult): void {
     const u = result.usage;
-    this.actor.send({ type: 'settle', key, usd: result.costUsd, tokens: u.inputTokens + u.outputTokens + u.cacheCreationInputTokens + u.cacheReadInputTokens });
+    this.actor.send({
+      type: 'settle',
+      key,
+      usd: result.costUsd,
+      tokens: u.inputTokens + u.outputTokens + u.cacheCreationInputTokens + u.cacheReadInputTokens,
+      cutOff: result.stopReason === 'max_tokens',
+    });
   }
 
   /** Drops the hold of a call that failed without being billed. */

@@ -45,6 +45,8 @@ export interface SupervisorContext extends SupervisorInput {
   reserved: Record<string, { usd: number; tokens: number }>;
   /** `max_tokens` granted per call, so a re-dispatched call gets the same grant. */
   granted: Record<string, number>;
+  /** Calls whose `max_tokens` a ceiling lowered, and which ceiling. */
+  clamped: Record<string, 'usd' | 'tokens'>;
   /** Calls already counted, so a replayed call is never counted twice. */
   settled: Record<string, true>;
   /** Fingerprints of every step so far. */
@@ -69,7 +71,7 @@ export type ReserveEvent = {
 
 export type SupervisorEvent =
   | ReserveEvent
-  | { type: 'settle'; key: string; usd: number; tokens: number }
+  | { type: 'settle'; key: string; usd: number; tokens: number; cutOff?: boolean }
   | { type: 'release'; key: string }
   | { type: 'step'; fingerprint: string }
   | { type: 'wallClock' }
@@ -89,8 +91,9 @@ const reservedTotal = (c: SupervisorContext) =>
  * The largest `max_tokens` that keeps the worst case of this call, on top of everything spent
  * and reserved, within every ceiling; or the breach that prevents the call.
  */
-export function decideReservation(c: SupervisorContext, e: ReserveEvent): { maxTokens: number } | { breach: Breach } {
+export function decideReservation(c: SupervisorContext, e: ReserveEvent): { maxTokens: number; clampedBy?: 'usd' | 'tokens' } | { breach: Breach } {
   if (c.granted[e.key] !== undefined) return { maxTokens: c.granted[e.key]! };
+  let clampedBy: 'usd' | 'tokens' | undefined;
   const stepsAfter = c.used.steps + 1;
   if (stepsAfter > c.limits.steps) return { breach: breachOf('steps', c.used.steps, c.limits.steps, 'no model call left') };
   const held = reservedTotal(c);
@@ -102,14 +105,16 @@ export function decideReservation(c: SupervisorContext, e: ReserveEvent): { maxT
     if (affordable < e.minTokens) {
       return { breach: breachOf('usd', c.used.usd + held.usd, c.limits.usd, `the next call needs at least ${fmt('usd', e.inputTokens * e.inputUsdPerToken + e.minTokens * e.outputUsdPerToken)}`) };
     }
+    if (affordable < maxTokens) clampedBy = 'usd';
     maxTokens = Math.min(maxTokens, affordable);
   }
   if (c.limits.tokens !== null) {
     const left = c.limits.tokens - c.used.tokens - held.tokens - e.inputTokens;
     if (left < e.minTokens) return { breach: breachOf('tokens', c.used.tokens + held.tokens, c.limits.tokens, `the next call needs at least ${e.inputTokens + e.minTokens}`) };
+    if (left < maxTokens) clampedBy = 'tokens';
     maxTokens = Math.min(maxTokens, left);
   }
-  return { maxTokens };
+  return clampedBy ? { maxTokens, clampedBy } : { maxTokens };
 }
 
 /**
@@ -138,6 +143,7 @@ export const supervisorMachine = setup({
     used: { usd: 0, tokens: 0, steps: 0 },
     reserved: {},
     granted: {},
+    clamped: {},
     settled: {},
     seen: {},
     stale: 0,
@@ -159,6 +165,7 @@ export const supervisorMachine = setup({
             if (context.granted[event.key] !== undefined) return {};
             return {
               granted: { ...context.granted, [event.key]: decision.maxTokens },
+              ...(decision.clampedBy ? { clamped: { ...context.clamped, [event.key]: decision.clampedBy } } : {}),
               reserved: {
                 ...context.reserved,
                 [event.key]: {
@@ -211,10 +218,18 @@ export const supervisorMachine = setup({
       actions: assign(({ context, event }) => {
         if (context.settled[event.key]) return {};
         const { [event.key]: _held, ...reserved } = context.reserved;
+        const used = { ...context.used, usd: context.used.usd + event.usd, tokens: context.used.tokens + event.tokens };
+        // An answer cut off at a max_tokens that a ceiling lowered is not an answer: the budget
+        // ran out mid-reply, which is that ceiling's breach.
+        const by = event.cutOff ? context.clamped[event.key] : undefined;
+        const max = by ? context.limits[by] : null;
         return {
           reserved,
           settled: { ...context.settled, [event.key]: true as const },
-          used: { ...context.used, usd: context.used.usd + event.usd, tokens: context.used.tokens + event.tokens },
+          used,
+          ...(by && max !== null && context.breach === null
+            ? { breach: breachOf(by, used[by], max, `the reply was cut off at the ${context.granted[event.key]} output tokens the budget allowed`) }
+            : {}),
         };
       }),
     },

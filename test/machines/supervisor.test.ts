@@ -111,6 +111,18 @@ describe('the supervisor statechart', () => {
     expect(b.getSnapshot().status).toBe('done');
   });
 
+  it('treats a reply cut off at a max_tokens the budget lowered as that budget\'s breach', () => {
+    const a = start(input({ usd: 0.01 }));
+    a.send(reserve('t/0/0'));
+    a.send({ type: 'settle', key: 't/0/0', usd: 0.0099, tokens: 1416, cutOff: true });
+    expect(a.getSnapshot().context.breach).toMatchObject({ limit: 'usd', message: expect.stringContaining('cut off at the 416 output tokens') });
+    // Cut off at the route's own max_tokens (not lowered by a ceiling): not a breach.
+    const b = start(input());
+    b.send(reserve('t/0/0'));
+    b.send({ type: 'settle', key: 't/0/0', usd: 0.07, tokens: 5096, cutOff: true });
+    expect(b.getSnapshot().context.breach).toBeNull();
+  });
+
   it('releases the hold of a call that failed without being billed', () => {
     const a = start(input());
     a.send(reserve('t/0/0'));
