@@ -55,6 +55,8 @@ export class Host implements AsyncDisposable {
   private events: TaskEvents | undefined;
   private deps: TaskRunnerDeps | undefined;
   private closing: Promise<void> | undefined;
+  /** Resolves when this host can receive no more task messages (its last pull expired). */
+  private intakeStopped: Promise<void> | undefined;
 
   constructor(private readonly o: HostOptions) {
     this.clock = o.clock ?? systemClock;
@@ -74,7 +76,7 @@ export class Host implements AsyncDisposable {
     this.events = new TaskEvents(nc, this.topology.js, this.subjects, this.clock, this.log);
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,
@@ -97,9 +99,15 @@ export class Host implements AsyncDisposable {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      await this.queue?.stopIntake();
-      await Promise.all([...this.runners.values()].map((r) => r.drain(this.o.config.host.drainTimeoutMs)));
-      while (this.pending.size) await Promise.allSettled([...this.pending]);
+      const intake = this.queue?.stopIntake();
+      this.intakeStopped = intake;
+      // Drain what runs now while the last pull expires, then whatever arrived meanwhile.
+      let rounds = 0;
+      do {
+        await Promise.all([...this.runners.values()].map((r) => r.drain(this.o.config.host.drainTimeoutMs)));
+        await intake;
+        while (this.pending.size) await Promise.allSettled([...this.pending]);
+      } while (this.runners.size > 0 && ++rounds < 10);
       await this.queue?.close();
       this.log.info('host stopped');
     })();
@@ -241,6 +249,8 @@ export class Host implements AsyncDisposable {
    * exactly one of the two messages owning the task.
    */
   private async handOver(msg: JsMsg, runner: TaskRunner): Promise<void> {
+    // Never hand a task to ourselves: publish only once our last pull can no longer receive it.
+    await this.intakeStopped;
     try {
       const h = natsHeaders();
       h.set(Headers.resume, runner.taskId);

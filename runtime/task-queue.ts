@@ -1,6 +1,11 @@
 import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 
+/** Most messages asked for per pull. */
+const PULL_BATCH = 32;
+/** Lifetime of a pull request; also the longest `stopIntake` waits. */
+export const PULL_EXPIRES_MS = 1000;
+
 /** Options of a {@link TaskQueue}. */
 export interface TaskQueueOptions {
   stream: string;
@@ -25,7 +30,6 @@ export class TaskQueue {
   private loop: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private wakeCapacity: (() => void) | undefined;
-  private abortFetch: (() => void) | undefined;
 
   constructor(
     private readonly js: JetStreamClient,
@@ -68,11 +72,13 @@ export class TaskQueue {
     this.wakeCapacity?.();
   }
 
-  /** Stops pulling new messages. Held messages stay held until acked, nak'ed or forgotten. */
+  /**
+   * Stops pulling new messages; resolves when the last pull request has expired (at most
+   * {@link PULL_EXPIRES_MS}). Held messages stay held until acked, nak'ed or forgotten.
+   */
   async stopIntake(): Promise<void> {
     this.running = false;
     this.wakeCapacity?.();
-    this.abortFetch?.();
     await this.loop;
   }
 
@@ -91,9 +97,16 @@ export class TaskQueue {
         continue;
       }
       try {
-        const batch = await this.consumer!.fetch({ max_messages: Math.min(free, 256), expires: 2000 });
-        this.abortFetch = () => batch.stop();
+        // Small batches spread tasks over hosts; a pull is never cut short, because the server
+        // would still deliver into it and the message would wait a whole ack wait to return.
+        const batch = await this.consumer!.fetch({ max_messages: Math.min(free, PULL_BATCH), expires: PULL_EXPIRES_MS });
         for await (const msg of batch) {
+          if (!this.running) {
+            // Arrived after intake stopped: back to the queue, delayed past this pull's lifetime
+            // so it goes to another host instead of bouncing into this same pull.
+            msg.nak(PULL_EXPIRES_MS + 100);
+            continue;
+          }
           this.held.add(msg);
           onMessage(msg);
         }
@@ -101,8 +114,6 @@ export class TaskQueue {
         if (!this.running) break;
         this.options.logger.warn({ err }, 'pulling tasks failed; retrying');
         await new Promise((r) => setTimeout(r, 500));
-      } finally {
-        this.abortFetch = undefined;
       }
     }
   }

@@ -57,8 +57,9 @@ afterAll(async () => {
 
 describe('two hosts on one NATS', () => {
   it('spread tasks over both, run every effect once, and never both advance a task', async () => {
-    const a = await startHost(nats.url, [agentFor('a')], model, {}, { hostId: 'host-a' });
-    const b = await startHost(nats.url, [agentFor('b')], model, {}, { hostId: 'host-b' });
+    // Each host runs at most 8 tasks at once, so 40 tasks must spread over both.
+    const a = await startHost(nats.url, [agentFor('a')], model, { host: { concurrency: 8 } }, { hostId: 'host-a' });
+    const b = await startHost(nats.url, [agentFor('b')], model, { host: { concurrency: 8 } }, { hostId: 'host-b' });
     try {
       const ids = Array.from({ length: 40 }, (_, i) => `spread-${i}`);
       await Promise.all(ids.map((taskId) => submit(nats.nc, nats.js, 'spread', { taskId, input: {} })));
