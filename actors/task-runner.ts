@@ -2,19 +2,20 @@ import type { Logger } from 'pino';
 import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine, type Snapshot } from 'xstate';
 import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
-import { textOf, type Message, type ModelEffectInput, type ModelTurn, type ToolResultBlock, type ToolsEffectInput } from '../machines/conversation.ts';
 import { agentLoopMachine } from '../machines/agent-loop.machine.ts';
+import type { ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import type { MachineOutcome } from '../machines/outcome.ts';
-import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
+import type { JsonKv } from '../runtime/json-kv.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
-import type { SnapshotEnvelope, TaskOutcome } from '../runtime/wire.ts';
-import type { Agent } from './agent.ts';
+import type { SnapshotEnvelope, TaskOutcome, WireErrorPayload } from '../runtime/wire.ts';
+import type { Agent, ResolvedLimits } from './agent.ts';
 import type { EffectGateway } from './effect-gateway.ts';
+import { LimitReachedSignal } from './errors.ts';
 import { runModelEffect } from './model-effect.ts';
 import type { ModelClient } from './model/model-client.ts';
+import { SnapshotWriter } from './snapshot-writer.ts';
+import { partialOf, stateString, stepOf, toTaskOutcome } from './snapshot-view.ts';
 import { TaskSupervisor } from './task-supervisor.ts';
-import { LimitReachedSignal } from './errors.ts';
-import type { ResolvedLimits } from './agent.ts';
 import { runToolsEffect } from './tool-effect.ts';
 
 /** What every task on a host shares. */
@@ -27,6 +28,8 @@ export interface TaskRunnerDeps {
   clock: Clock;
   logger: Logger;
   hostId: string;
+  /** An actor that throws is restarted from its last snapshot at most `intensity` times in `periodMs`. */
+  restarts: { intensity: number; periodMs: number; backoffMs: number };
 }
 
 /** The task message this runner holds: holding it is owning the task. */
@@ -43,41 +46,42 @@ export interface Hold {
 export type RunnerEnd = 'finished' | 'abandoned' | 'drained';
 
 const PROGRESS_FLUSH_MS = 200;
+const never = (signal: AbortSignal) => new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
 
 /**
- * Runs one task: an XState actor restored from, and persisted to, the snapshot bucket.
+ * Runs one task: its agent actor and its supervisor actor, restored from and persisted to the
+ * snapshot bucket together.
  *
  * Guarantees:
- * - every snapshot is written compare-and-set on the revision this runner last wrote; a
- *   conflict means another host advanced the task, and this runner stops without writing again;
- * - no effect starts before the snapshot that records its intent is durable (checkpoint before
- *   effect), and every effect goes through the gateway (at most once per key);
- * - the wall-clock deadline is kept in the envelope and re-armed on restore.
+ * - every write is compare-and-set on the revision this runner last wrote; a conflict means
+ *   another host advanced the task, and this runner stops without writing again;
+ * - no effect starts before the snapshot that records its intent is durable, and every effect
+ *   goes through the gateway (at most once per key) and past the supervisor;
+ * - the wall-clock deadline is the supervisor's and is re-armed on restore;
+ * - an actor that throws is restarted from its last durable snapshot, with backoff, a bounded
+ *   number of times.
  */
 export class TaskRunner {
   readonly taskId: string;
   readonly done: Promise<RunnerEnd>;
   private resolveDone!: (end: RunnerEnd) => void;
   private actor!: AnyActor;
-  private revision: number;
-  private envelope: SnapshotEnvelope;
-  private dirty = 0;
-  private written = 0;
-  private writing: Promise<void> | undefined;
-  private waiters: Array<{ seq: number; resolve: () => void; reject: (err: Error) => void }> = [];
-  private lastMarked: unknown;
-  private lastSupervisor: unknown;
   private supervisor!: TaskSupervisor;
+  private writer!: SnapshotWriter;
+  private lastAgent: unknown;
+  private lastSupervisor: unknown;
   private lastState = '';
+  /** The agent's persisted snapshot once the actor stopped: nothing after it is written. */
   private frozen: unknown;
   private outcome: TaskOutcome | undefined;
+  private forceWrite = false;
   /** Running totals for `troupe status`; owned here and composed into every write. */
   private usage: NonNullable<SnapshotEnvelope['usage']>;
-  private outcomeDirty = false;
   private ending = false;
   private draining = false;
   private inFlight = 0;
   private idle: (() => void) | undefined;
+  private restarts: number[] = [];
   private deadlineTimer: NodeJS.Timeout | undefined;
   private progress = '';
   private progressTimer: NodeJS.Timeout | undefined;
@@ -86,21 +90,18 @@ export class TaskRunner {
   private constructor(
     readonly agent: Agent,
     private readonly deps: TaskRunnerDeps,
-    envelope: SnapshotEnvelope,
-    revision: number,
+    private base: SnapshotEnvelope,
     readonly hold: Hold,
   ) {
-    this.taskId = envelope.taskId;
-    this.envelope = envelope;
-    this.usage = envelope.usage ?? emptyUsage();
-    this.revision = revision;
+    this.taskId = base.taskId;
+    this.usage = base.usage ?? { costUsd: 0, inputTokens: 0, outputTokens: 0, modelCalls: 0, toolCalls: 0 };
     this.log = deps.logger.child({ taskId: this.taskId, agent: agent.name, actor: 'task' });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
   /**
    * A new task: computes the machine's initial snapshot and writes it with `create`. Throws
-   * {@link RevisionConflictError} if the task already exists.
+   * `RevisionConflictError` if the task already exists.
    */
   static async create(
     agent: Agent,
@@ -109,7 +110,7 @@ export class TaskRunner {
     hold: Hold,
   ): Promise<TaskRunner> {
     const now = deps.clock.now();
-    const envelope: SnapshotEnvelope = {
+    const base: SnapshotEnvelope = {
       v: 1,
       taskId: task.taskId,
       agent: agent.name,
@@ -120,21 +121,18 @@ export class TaskRunner {
       owner: deps.hostId,
       createdAt: now,
       updatedAt: now,
-      deadlineAt: now + task.limits.wallClockMs,
+      deadlineAt: null,
       state: '',
       step: 0,
       snapshot: null,
-      usage: emptyUsage(),
       ...(task.metadata ? { metadata: task.metadata } : {}),
     };
-    const runner = new TaskRunner(agent, deps, envelope, 0, hold);
+    const runner = new TaskRunner(agent, deps, base, hold);
     runner.supervisor = TaskSupervisor.create(task.limits, now);
     runner.actor = createActor(runner.providedMachine(), { input: task.machineInput });
-    const initial = runner.actor.getSnapshot() as AnyMachineSnapshot;
-    runner.lastMarked = initial;
-    runner.lastSupervisor = runner.supervisor.actor.getSnapshot();
-    runner.envelope = runner.build(runner.actor.getPersistedSnapshot(), initial);
-    runner.revision = await deps.store.create(task.taskId, runner.envelope);
+    runner.base = runner.build();
+    const revision = await deps.store.create(task.taskId, runner.base);
+    runner.attachWriter(revision);
     return runner;
   }
 
@@ -150,36 +148,30 @@ export class TaskRunner {
     /** Limits for a task saved before supervisors were persisted (older envelopes). */
     fallbackLimits: ResolvedLimits,
   ): Promise<TaskRunner> {
-    const runner = new TaskRunner(agent, deps, stored.value, stored.revision, hold);
     const env = stored.value;
+    const claimed: SnapshotEnvelope = { ...env, owner: deps.hostId, runSeq: hold.seq, runDelivery: hold.delivery, updatedAt: deps.clock.now() };
+    const runner = new TaskRunner(agent, deps, claimed, hold);
     runner.supervisor = env.supervisor
       ? TaskSupervisor.restore(env.supervisor)
       : TaskSupervisor.create({ ...fallbackLimits, wallClockMs: env.deadlineAt === null ? fallbackLimits.wallClockMs : env.deadlineAt - env.createdAt }, env.createdAt);
-    runner.actor = createActor(runner.providedMachine(), { snapshot: stored.value.snapshot as Snapshot<unknown> });
-    runner.lastMarked = runner.actor.getSnapshot();
-    runner.lastSupervisor = runner.supervisor.actor.getSnapshot();
-    const claimed: SnapshotEnvelope = { ...stored.value, owner: deps.hostId, runSeq: hold.seq, runDelivery: hold.delivery, updatedAt: deps.clock.now() };
-    runner.revision = await deps.store.update(runner.taskId, claimed, stored.revision);
-    runner.envelope = claimed;
-    runner.lastState = claimed.state;
+    runner.actor = createActor(runner.providedMachine(), { snapshot: env.snapshot as Snapshot<unknown> });
+    runner.lastState = env.state;
+    const revision = await deps.store.update(runner.taskId, claimed, stored.revision);
+    runner.attachWriter(revision);
     return runner;
   }
 
-  /** Starts (or resumes) the actor. In-flight effects of a restored snapshot run again, through the ledger. */
+  /** Starts (or resumes) the actors. In-flight effects of a restored snapshot run again, through the ledger. */
   start(): void {
-    this.actor.subscribe({
-      next: (snapshot: AnyMachineSnapshot) => this.onSnapshot(snapshot),
-      error: (err: unknown) => void this.finish({ status: 'failed', error: { code: ErrorCode.machineError, message: ensureError(err).message } }),
-    });
-    this.supervisor.actor.subscribe(() => this.markDirty());
+    this.watch();
     this.armDeadline();
     this.actor.start();
-    // A restored supervisor may already have a breach to act on (a crash right after it).
+    // A restored supervisor may already hold a breach (the host died right after it).
     this.actOnVerdict();
   }
 
   /** Fails the task now with `error` (deadline, crash loop, cancellation), whatever its state. */
-  async fail(error: { code: string; message: string; details?: Record<string, unknown> }): Promise<void> {
+  async fail(error: WireErrorPayload): Promise<void> {
     if (this.ending) return;
     this.freeze();
     await this.finish({ status: 'failed', error });
@@ -192,29 +184,48 @@ export class TaskRunner {
   async drain(timeoutMs: number): Promise<void> {
     if (this.ending) return;
     this.draining = true;
-    if (this.inFlight > 0) {
-      await Promise.race([new Promise<void>((r) => (this.idle = r)), this.deps.clock.sleep(timeoutMs)]);
-    }
+    if (this.inFlight > 0) await Promise.race([new Promise<void>((r) => (this.idle = r)), this.deps.clock.sleep(timeoutMs)]);
     if (this.ending) return;
     this.ending = true;
     this.freeze();
-    clearTimeout(this.deadlineTimer);
     try {
-      this.outcomeDirty = true;
-      await this.checkpoint();
+      await this.checkpoint(true);
       this.end('drained');
     } catch {
       this.end('abandoned');
     }
   }
 
-  /** The current envelope as last written. */
+  /** The envelope as last written. */
   get status(): SnapshotEnvelope {
-    return this.envelope;
+    return this.writer.written;
   }
 
   get revisionNumber(): number {
-    return this.revision;
+    return this.writer.revision;
+  }
+
+  private attachWriter(revision: number): void {
+    this.lastAgent = this.actor.getSnapshot();
+    this.lastSupervisor = this.supervisor.actor.getSnapshot();
+    this.writer = new SnapshotWriter({
+      store: this.deps.store,
+      taskId: this.taskId,
+      revision,
+      written: this.base,
+      build: () => this.build(),
+      onConflict: () => {
+        this.ending = true;
+        this.end('abandoned');
+      },
+      clock: this.deps.clock,
+      logger: this.log,
+    });
+  }
+
+  private watch(): void {
+    this.actor.subscribe({ next: (snapshot: AnyMachineSnapshot) => this.onSnapshot(snapshot), error: (err: unknown) => this.onActorError(err) });
+    this.supervisor.actor.subscribe(() => this.markDirty());
   }
 
   /**
@@ -232,17 +243,15 @@ export class TaskRunner {
   /** Every effect: wait until its intent is durable; while draining, never start. */
   private async effect<T>(signal: AbortSignal, run: () => Promise<T>): Promise<T> {
     await this.checkpoint();
-    if (this.draining || this.ending) {
-      // The intent is durable; whoever resumes the task runs it.
-      await new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
-    }
+    // The intent is durable; whoever resumes the task runs it.
+    if (this.draining || this.ending) return never(signal);
     this.inFlight++;
     try {
       return await run();
     } catch (err) {
-      if (!(err instanceof LimitReachedSignal)) throw err;
-      // The supervisor refused the effect; the runner stops or parks the task. Never resolve.
-      return await new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
+      // The supervisor refused the effect; the runner stops or parks the task instead.
+      if (err instanceof LimitReachedSignal) return never(signal);
+      throw err;
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) this.idle?.();
@@ -250,17 +259,17 @@ export class TaskRunner {
   }
 
   private modelEffect(input: ModelEffectInput, signal: AbortSignal) {
+    const client = this.deps.model(this.agent);
     return runModelEffect(
       input,
       {
         gateway: this.deps.gateway,
-        client: this.deps.model(this.agent),
+        client,
         system: this.agent.system,
         tools: this.agent.tools,
         deadlineAt: this.supervisor.deadlineAt,
         contextTokens: this.agent.contextTokens,
         admit: (key, request) => {
-          const client = this.deps.model(this.agent);
           const quote = client.quote?.(request);
           const granted = this.supervisor.reserve(key, quote);
           if (granted === undefined) {
@@ -273,35 +282,21 @@ export class TaskRunner {
         onText: (delta) => this.onText(delta),
         onResult: (call, result, replayed, trim) => {
           this.flushProgress();
+          const u = result.usage;
+          this.usage = {
+            ...this.usage,
+            costUsd: this.usage.costUsd + result.costUsd,
+            inputTokens: this.usage.inputTokens + u.inputTokens + u.cacheCreationInputTokens + u.cacheReadInputTokens,
+            outputTokens: this.usage.outputTokens + u.outputTokens,
+            modelCalls: this.usage.modelCalls + 1,
+          };
+          const { stopReason, attempts, latencyMs, costUsd, model, role } = result;
+          const trimmed = trim.elidedToolResults || trim.droppedTurns ? { trimmed: { estimatedTokens: trim.estimatedTokens, elidedToolResults: trim.elidedToolResults, droppedTurns: trim.droppedTurns } } : {};
+          this.deps.events.emit(this.taskId, { type: 'model', key: call.key, model, role, usage: u, costUsd, latencyMs, stopReason, attempts, replayed, ...trimmed }, `${call.key}:model`);
           this.supervisor.settle(call.key, result);
           const { used, limits } = this.supervisor.context;
           this.deps.events.emit(this.taskId, { type: 'budget', used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits }, `${call.key}:budget`);
           this.actOnVerdict();
-          const usage = this.usage;
-          this.usage = {
-            ...usage,
-            costUsd: usage.costUsd + result.costUsd,
-            inputTokens: usage.inputTokens + result.usage.inputTokens + result.usage.cacheCreationInputTokens + result.usage.cacheReadInputTokens,
-            outputTokens: usage.outputTokens + result.usage.outputTokens,
-            modelCalls: usage.modelCalls + 1,
-          };
-          this.deps.events.emit(
-            this.taskId,
-            {
-              type: 'model',
-              key: call.key,
-              model: result.model,
-              role: result.role,
-              usage: result.usage,
-              costUsd: result.costUsd,
-              latencyMs: result.latencyMs,
-              stopReason: result.stopReason,
-              attempts: result.attempts,
-              replayed,
-              ...(trim.elidedToolResults || trim.droppedTurns ? { trimmed: { estimatedTokens: trim.estimatedTokens, elidedToolResults: trim.elidedToolResults, droppedTurns: trim.droppedTurns } } : {}),
-            },
-            `${call.key}:model`,
-          );
         },
       },
       signal,
@@ -330,7 +325,7 @@ export class TaskRunner {
 
   /**
    * Acts on a supervisor breach: `stop` ends the task with `limit_exceeded`, the limit, the
-   * figures and the partial result; `escalate` parks it for an approver.
+   * figures and the partial result.
    */
   private actOnVerdict(): void {
     const verdict = this.supervisor.verdict();
@@ -356,15 +351,54 @@ export class TaskRunner {
     this.markDirty();
   }
 
+  /**
+   * The machine threw. Its state is not persisted; the actor is restarted from the last durable
+   * snapshot after a backoff, unless it already restarted `intensity` times within `periodMs`.
+   */
+  private onActorError(caught: unknown): void {
+    if (this.ending) return;
+    const err = ensureError(caught);
+    const { intensity, periodMs, backoffMs } = this.deps.restarts;
+    const now = this.deps.clock.now();
+    this.restarts = [...this.restarts.filter((t) => t > now - periodMs), now];
+    if (this.restarts.length > intensity) {
+      this.log.error({ err, restarts: this.restarts.length }, 'actor keeps throwing; giving up');
+      this.frozen = this.writer.written.snapshot;
+      this.writer.resume();
+      void this.finish({
+        status: 'failed',
+        error: { code: ErrorCode.restartIntensityExceeded, message: `the task's machine threw ${this.restarts.length} times within ${periodMs} ms (limit ${intensity}); last error: ${err.message}` },
+      });
+      return;
+    }
+    this.log.warn({ err, restart: this.restarts.length }, 'actor threw; restarting it from its last snapshot');
+    void this.restartActor(backoffMs * 2 ** (this.restarts.length - 1));
+  }
+
+  private async restartActor(delayMs: number): Promise<void> {
+    await this.writer.pause();
+    await this.deps.clock.sleep(delayMs);
+    if (this.ending) return;
+    const last = this.writer.written;
+    if (last.supervisor) this.supervisor = TaskSupervisor.restore(last.supervisor);
+    this.actor = createActor(this.providedMachine(), { snapshot: last.snapshot as Snapshot<unknown> });
+    this.lastAgent = this.actor.getSnapshot();
+    this.lastSupervisor = this.supervisor.actor.getSnapshot();
+    this.writer.resume();
+    this.watch();
+    this.armDeadline();
+    this.actor.start();
+    this.actOnVerdict();
+  }
+
   private async finish(outcome: TaskOutcome): Promise<void> {
     if (this.ending) return;
     this.ending = true;
     clearTimeout(this.deadlineTimer);
     this.flushProgress();
     this.outcome = outcome;
-    this.outcomeDirty = true;
     try {
-      await this.checkpoint();
+      await this.checkpoint(true);
       await this.deps.events.publish(this.taskId, outcome.status === 'done' ? { type: 'done', output: outcome.output } : { type: 'failed', error: outcome.error }, `${this.taskId}:end`);
       this.log.info({ outcome: outcome.status, ...(outcome.status === 'failed' ? { error: outcome.error } : {}) }, 'task ended');
       this.end('finished');
@@ -378,7 +412,7 @@ export class TaskRunner {
     clearTimeout(this.deadlineTimer);
     clearTimeout(this.progressTimer);
     if (!this.frozen) this.freeze();
-    for (const w of this.waiters.splice(0)) w.reject(new Error(`task ${how}`));
+    this.writer.stop(new Error(`task ${how}`));
     this.resolveDone(how);
   }
 
@@ -389,65 +423,34 @@ export class TaskRunner {
     this.actor.stop();
   }
 
-  /** Schedules a write if the agent's or the supervisor's snapshot changed since the last one. */
-  private markDirty(): void {
+  /** Asks for a write if the agent's or the supervisor's snapshot changed since the last one. */
+  private markDirty(force = false): void {
     const agent = this.frozen ?? this.actor.getSnapshot();
     const supervisor = this.supervisor.actor.getSnapshot();
-    if (agent === this.lastMarked && supervisor === this.lastSupervisor && !this.outcomeDirty) return;
-    this.lastMarked = agent;
+    if (!force && agent === this.lastAgent && supervisor === this.lastSupervisor) return;
+    this.lastAgent = agent;
     this.lastSupervisor = supervisor;
-    this.outcomeDirty = false;
-    this.dirty++;
-    this.writing ??= this.writeLoop();
+    this.writer.request();
   }
 
-  /** Resolves once the actor's current snapshot is durable. */
-  private checkpoint(): Promise<void> {
-    this.markDirty();
-    const target = this.dirty;
-    if (this.written >= target) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ seq: target, resolve, reject }));
+  /** Resolves once the task's current state is durable. */
+  private checkpoint(force = false): Promise<void> {
+    this.markDirty(force);
+    return this.writer.flush();
   }
 
-  private async writeLoop(): Promise<void> {
-    let backoff = 100;
-    while (this.written < this.dirty) {
-      const seq = this.dirty;
-      const persisted = this.frozen ?? this.actor.getPersistedSnapshot();
-      const next = this.build(persisted, this.frozen ? undefined : (this.actor.getSnapshot() as AnyMachineSnapshot));
-      try {
-        this.revision = await this.deps.store.update(this.taskId, next, this.revision);
-        this.envelope = next;
-        this.written = seq;
-        backoff = 100;
-        for (const w of this.waiters.filter((w) => w.seq <= seq)) w.resolve();
-        this.waiters = this.waiters.filter((w) => w.seq > seq);
-      } catch (err) {
-        if (err instanceof RevisionConflictError) {
-          this.log.warn('another host advanced this task; stopping here without writing');
-          this.writing = undefined;
-          this.ending = true;
-          this.end('abandoned');
-          return;
-        }
-        this.log.warn({ err }, 'snapshot write failed; retrying');
-        await this.deps.clock.sleep(backoff);
-        backoff = Math.min(backoff * 2, 2000);
-      }
-    }
-    this.writing = undefined;
-  }
-
-  private build(persisted: unknown, snapshot: AnyMachineSnapshot | undefined): SnapshotEnvelope {
+  private build(): SnapshotEnvelope {
     const outcome = this.outcome;
+    const snapshot = this.frozen ? undefined : (this.actor.getSnapshot() as AnyMachineSnapshot);
+    const base = this.writer?.written ?? this.base;
     return {
-      ...this.envelope,
+      ...base,
       owner: this.deps.hostId,
       status: outcome ? outcome.status : 'running',
       updatedAt: this.deps.clock.now(),
-      state: snapshot ? stateString(snapshot.value) : this.envelope.state,
-      step: snapshot ? stepOf(snapshot) ?? this.envelope.step : this.envelope.step,
-      snapshot: persisted,
+      state: snapshot ? stateString(snapshot.value) : base.state,
+      step: snapshot ? (stepOf(snapshot) ?? base.step) : base.step,
+      snapshot: this.frozen ?? this.actor.getPersistedSnapshot(),
       supervisor: this.supervisor.persisted(),
       deadlineAt: this.supervisor.deadlineAt,
       usage: this.usage,
@@ -458,12 +461,11 @@ export class TaskRunner {
   /** Arms the wall-clock deadline kept by the supervisor (counted from the task's start). */
   private armDeadline(): void {
     clearTimeout(this.deadlineTimer);
-    const at = this.supervisor.deadlineAt;
     const fire = () => {
       this.supervisor.wallClockReached();
       this.actOnVerdict();
     };
-    const delay = at - this.deps.clock.now();
+    const delay = this.supervisor.deadlineAt - this.deps.clock.now();
     if (delay <= 0) queueMicrotask(fire);
     else this.deadlineTimer = setTimeout(fire, Math.min(delay, 2 ** 31 - 1));
   }
@@ -481,44 +483,4 @@ export class TaskRunner {
     this.progress = '';
     this.deps.events.emit(this.taskId, { type: 'progress', text });
   }
-}
-
-function emptyUsage() {
-  return { costUsd: 0, inputTokens: 0, outputTokens: 0, modelCalls: 0, toolCalls: 0 };
-}
-
-/** `thinking`, `review.waiting`, or `a.x,b.y` for parallel states. */
-export function stateString(value: unknown): string {
-  if (typeof value === 'string') return value;
-  if (typeof value !== 'object' || value === null) return String(value);
-  return Object.entries(value as Record<string, unknown>)
-    .map(([k, v]) => {
-      const inner = stateString(v);
-      return inner ? `${k}.${inner}` : k;
-    })
-    .join(',');
-}
-
-function stepOf(snapshot: AnyMachineSnapshot): number | undefined {
-  const step = (snapshot.context as { step?: unknown } | undefined)?.step;
-  return typeof step === 'number' ? step : undefined;
-}
-
-function toTaskOutcome(output: MachineOutcome | undefined): TaskOutcome {
-  if (output && (output.status === 'done' || output.status === 'failed')) return output;
-  return { status: 'done', output: output ?? null };
-}
-
-
-/** What the task had produced when it was stopped: the agent's last words, if it has any. */
-function partialOf(snapshot: AnyMachineSnapshot): unknown {
-  const messages = (snapshot.context as { messages?: Message[] } | undefined)?.messages;
-  if (!Array.isArray(messages)) return null;
-  for (let i = messages.length - 1; i >= 0; i--) {
-    const m = messages[i]!;
-    if (m.role !== 'assistant') continue;
-    const text = typeof m.content === 'string' ? m.content : textOf(m.content);
-    if (text) return text;
-  }
-  return null;
 }

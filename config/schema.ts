@@ -64,6 +64,12 @@ const hostSchema = z
     maxTaskBytes: z.number().int().positive().default(256 * 1024),
     /** Longest a graceful shutdown waits for in-flight effects. @default 10000 */
     drainTimeoutMs: z.number().int().min(0).default(10_000),
+    /** Restarts of a task's actor (after it threw) allowed within `restartPeriodMs`. @default 3 */
+    restartIntensity: z.number().int().min(0).default(3),
+    /** Window of `restartIntensity`. @default 60000 */
+    restartPeriodMs: z.number().int().positive().default(60_000),
+    /** First restart delay; doubles with each restart in the window. @default 200 */
+    restartBackoffMs: z.number().int().min(0).default(200),
   })
   .strict()
   .prefault({});
