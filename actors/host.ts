@@ -148,7 +148,7 @@ export class Host implements AsyncDisposable {
         await queue.ack(msg);
         return;
       }
-      if (stored.value.runSeq !== msg.seq) {
+      if (!ownsTask(stored.value, msg, read)) {
         // Another message owns this task: a duplicate submission, or a stale hand-over.
         if (read.kind === 'submission') this.events!.answer(read.replyTo, { taskId: read.taskId, status: 'accepted', duplicate: true });
         await queue.ack(msg);
@@ -244,22 +244,25 @@ export class Host implements AsyncDisposable {
   }
 
   /**
-   * Hands a drained task to whichever host takes the next message: publishes a hand-over message,
-   * points the task at it (compare-and-set), then acks the old one. A crash in between leaves
-   * exactly one of the two messages owning the task.
+   * Hands a drained task to whichever host takes the next message, in two phases: record a
+   * hand-over token in the task's envelope (compare-and-set), publish a hand-over message
+   * carrying it, then ack the old message. Either message may claim the task, and the first
+   * claim voids the other, so a crash anywhere leaves exactly one able to run it.
    */
   private async handOver(msg: JsMsg, runner: TaskRunner): Promise<void> {
     // Never hand a task to ourselves: publish only once our last pull can no longer receive it.
     await this.intakeStopped;
     try {
+      const token = `${this.hostId}:${runner.revisionNumber}`;
+      const env = runner.status;
+      await this.store!.update(runner.taskId, { ...env, handover: { token }, owner: null, updatedAt: this.clock.now() }, runner.revisionNumber);
       const h = natsHeaders();
       h.set(Headers.resume, runner.taskId);
-      const ack = await this.topology!.js.publish(this.subjects.task(runner.agent.name), encoder.encode(JSON.stringify({ taskId: runner.taskId })), {
+      h.set(Headers.resumeToken, token);
+      await this.topology!.js.publish(this.subjects.task(runner.agent.name), encoder.encode(JSON.stringify({ taskId: runner.taskId })), {
         headers: h,
-        msgID: `${runner.taskId}:handover:${runner.revisionNumber}`,
+        msgID: `${runner.taskId}:handover:${token}`,
       });
-      const env = runner.status;
-      await this.store!.update(runner.taskId, { ...env, runSeq: ack.seq, runDelivery: 0, owner: null, updatedAt: this.clock.now() }, runner.revisionNumber);
       await this.queue!.ack(msg);
       this.log.info({ taskId: runner.taskId }, 'task handed over');
     } catch (err) {
@@ -271,7 +274,7 @@ export class Host implements AsyncDisposable {
   /** Past `host.maxDeliver` deliveries: a poison submission, or a task that keeps killing hosts. */
   private async giveUp(msg: JsMsg, read: Submission | Resumption, stored: Versioned<SnapshotEnvelope> | undefined): Promise<void> {
     const max = this.o.config.host.maxDeliver;
-    if (stored && stored.value.runSeq === msg.seq && stored.value.status === 'running') {
+    if (stored && ownsTask(stored.value, msg, read) && stored.value.status === 'running') {
       await this.endStored(msg, stored, { code: ErrorCode.restartIntensityExceeded, message: `task ${read.taskId} was started ${msg.info.deliveryCount} times without finishing (limit ${max}: host.maxDeliver); it is failed instead of restarted forever` });
       return;
     }
@@ -320,4 +323,13 @@ export function resolveLimits(defaults: TroupeConfig['limits'], agent: Agent, bu
       noProgress: onBreach.noProgress ?? 'stop',
     },
   };
+}
+
+/**
+ * Whether a message may run a stored task: it is the task's run message, or the hand-over
+ * message whose token the handing host recorded. Anything else is a duplicate or stale.
+ */
+function ownsTask(env: SnapshotEnvelope, msg: JsMsg, read: Submission | Resumption): boolean {
+  if (env.runSeq === msg.seq) return true;
+  return read.kind === 'resumption' && env.handover !== undefined && read.token === env.handover.token;
 }

@@ -149,7 +149,9 @@ export class TaskRunner {
     fallbackLimits: ResolvedLimits,
   ): Promise<TaskRunner> {
     const env = stored.value;
-    const claimed: SnapshotEnvelope = { ...env, owner: deps.hostId, runSeq: hold.seq, runDelivery: hold.delivery, updatedAt: deps.clock.now() };
+    // Claiming voids any hand-over in progress: only this message runs the task from now on.
+    const { handover: _voided, ...rest } = env;
+    const claimed: SnapshotEnvelope = { ...rest, owner: deps.hostId, runSeq: hold.seq, runDelivery: hold.delivery, updatedAt: deps.clock.now() };
     const runner = new TaskRunner(agent, deps, claimed, hold);
     runner.supervisor = env.supervisor
       ? TaskSupervisor.restore(env.supervisor)

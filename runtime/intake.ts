@@ -30,6 +30,8 @@ export interface Resumption {
   kind: 'resumption';
   taskId: TaskId;
   agent: string;
+  /** Must match the token the handing host recorded in the task's envelope. */
+  token: string;
 }
 
 /** A submission refused, with what to fix. */
@@ -73,7 +75,7 @@ export function readTaskMessage(
   if (resumeOf) {
     const id = taskIdSchema.safeParse(resumeOf);
     if (!id.success) return refuse(ErrorCode.invalidTaskId, `hand-over names an invalid taskId`);
-    return { kind: 'resumption', taskId: id.data as TaskId, agent: agentName };
+    return { kind: 'resumption', taskId: id.data as TaskId, agent: agentName, token: msg.headers?.get(Headers.resumeToken) ?? '' };
   }
 
   if (msg.data.length > maxTaskBytes) {

@@ -77,6 +77,8 @@ export const Headers = {
   replyTo: 'Troupe-Reply-To',
   /** Marks an internal hand-over of a running task from a host that is shutting down. */
   resume: 'Troupe-Resume',
+  /** The hand-over's token, recorded in the task's envelope before the message is published. */
+  resumeToken: 'Troupe-Resume-Token',
   /** JetStream de-duplication id; the taskId for submissions. */
   msgId: 'Nats-Msg-Id',
 } as const;

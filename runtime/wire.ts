@@ -139,6 +139,11 @@ export const snapshotEnvelopeV1Schema = z.object({
   runSeq: z.number().nullable(),
   /** Delivery count of that message when its holder claimed the task. */
   runDelivery: z.number(),
+  /**
+   * A hand-over in progress: the hand-over message carrying this token may claim the task
+   * (as may the run message itself, until the hand-over message does).
+   */
+  handover: z.object({ token: z.string() }).optional(),
   /** Host that last wrote the record. */
   owner: z.string().nullable(),
   createdAt: z.number(),
