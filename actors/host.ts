@@ -13,6 +13,7 @@ import { TaskQueue } from '../runtime/task-queue.ts';
 import { ensureTopology, type Topology } from '../runtime/topology.ts';
 import { ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent, ResolvedLimits } from './agent.ts';
+import { Breakers } from './breakers.ts';
 import { EffectGateway, type EffectFaults } from './effect-gateway.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { TaskRunner, type RunnerEnd, type TaskRunnerDeps } from './task-runner.ts';
@@ -54,6 +55,7 @@ export class Host implements AsyncDisposable {
   private store: JsonKv<SnapshotEnvelope> | undefined;
   private events: TaskEvents | undefined;
   private deps: TaskRunnerDeps | undefined;
+  private breakers: Breakers | undefined;
   private closing: Promise<void> | undefined;
   /** Resolves when this host can receive no more task messages (its last pull expired). */
   private intakeStopped: Promise<void> | undefined;
@@ -74,9 +76,11 @@ export class Host implements AsyncDisposable {
     this.store = new JsonKv(this.topology.snapshots, this.subjects.buckets.snapshots, snapshotEnvelopeSchema);
     const ledger = new JsonKv<LedgerRecord>(this.topology.ledger, this.subjects.buckets.ledger, ledgerRecordSchema);
     this.events = new TaskEvents(nc, this.topology.js, this.subjects, this.clock, this.log);
+    this.breakers = new Breakers(this.topology.breakers, this.subjects.buckets.breakers, { ...config.breakers, owner: this.hostId, clock: this.clock, logger: this.log });
+    await this.breakers.start();
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,
@@ -109,6 +113,7 @@ export class Host implements AsyncDisposable {
         while (this.pending.size) await Promise.allSettled([...this.pending]);
       } while (this.runners.size > 0 && ++rounds < 10);
       await this.queue?.close();
+      await this.breakers?.close();
       this.log.info('host stopped');
     })();
     return this.closing;

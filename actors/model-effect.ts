@@ -1,6 +1,9 @@
 import type { ModelEffectInput, ModelTurn } from '../machines/conversation.ts';
 import type { Tool } from '../sandbox/tool.ts';
 import type { EffectGateway } from './effect-gateway.ts';
+import type { Clock } from '../common/clock.ts';
+import { TroupeError } from '../common/errors.ts';
+import type { Breakers } from './breakers.ts';
 import { trimContext, type TrimResult } from './model/context-trim.ts';
 import { isMalformedToolUse } from './model/errors.ts';
 import { estimateTokens } from './model/estimate-tokens.ts';
@@ -26,6 +29,9 @@ export interface ModelEffectDeps {
   admit: (key: string, request: ModelCallRequest) => number | undefined;
   /** The call failed without a result: drop its budget hold. */
   onFailure: (key: string) => void;
+  /** Per-model circuit breakers, shared by all hosts. */
+  breakers: Breakers;
+  clock: Clock;
 }
 
 /** The tools of an agent as the model sees them. */
@@ -63,7 +69,7 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
     leaseMs: 0,
     signal,
     execute: () =>
-      deps.client
+      guardedCall(deps, breakerKey(deps, request), signal, () => deps.client
         .call(
           { ...request, ...(maxTokens !== undefined ? { maxTokens } : {}) },
           { signal, onText: deps.onText, ...(deps.deadlineAt ? { deadlineAt: deps.deadlineAt } : {}) },
@@ -75,10 +81,38 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
           if (isMalformedToolUse(err)) return repairToolUses(err.response);
           if (!signal.aborted) deps.onFailure(input.key);
           throw err;
-        }),
+        })),
   });
   deps.onResult(input, result, replayed, trim);
   return { content: result.content, stopReason: result.stopReason };
+}
+
+function breakerKey(deps: ModelEffectDeps, request: ModelCallRequest): string {
+  return `model.${deps.client.quote?.(request).model ?? request.role}`;
+}
+
+/**
+ * A model call past its breaker. While the breaker is open the task waits (it needs the model
+ * to go on), up to its deadline; after the open period one host's call is the probe.
+ */
+async function guardedCall<T>(deps: ModelEffectDeps, key: string, signal: AbortSignal, call: () => Promise<T>): Promise<T> {
+  for (;;) {
+    const admission = await deps.breakers.admit(key);
+    if (admission.kind === 'open') {
+      const wake = Math.min(admission.retryAt, deps.deadlineAt ?? Infinity) - deps.clock.now();
+      await deps.clock.sleep(Math.max(50, wake), signal);
+      continue;
+    }
+    try {
+      const result = await call();
+      await deps.breakers.succeeded(key);
+      return result;
+    } catch (err) {
+      // Only outages count: overload, 5xx, timeouts after the client's own retries. Not 4xx.
+      if (!signal.aborted && err instanceof TroupeError && err.retryable) await deps.breakers.failed(key, admission.kind === 'probe');
+      throw err;
+    }
+  }
 }
 
 /**

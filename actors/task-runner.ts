@@ -9,6 +9,7 @@ import type { JsonKv } from '../runtime/json-kv.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
 import type { SnapshotEnvelope, TaskOutcome, WireErrorPayload } from '../runtime/wire.ts';
 import type { Agent, ResolvedLimits } from './agent.ts';
+import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
 import { LimitReachedSignal } from './errors.ts';
 import { runModelEffect } from './model-effect.ts';
@@ -28,6 +29,8 @@ export interface TaskRunnerDeps {
   clock: Clock;
   logger: Logger;
   hostId: string;
+  /** Circuit breakers per tool and model, shared by all hosts. */
+  breakers: Breakers;
   /** An actor that throws is restarted from its last snapshot at most `intensity` times in `periodMs`. */
   restarts: { intensity: number; periodMs: number; backoffMs: number };
 }
@@ -281,6 +284,8 @@ export class TaskRunner {
           return quote ? granted : undefined;
         },
         onFailure: (key) => this.supervisor.release(key),
+        breakers: this.deps.breakers,
+        clock: this.deps.clock,
         onText: (delta) => this.onText(delta),
         onResult: (call, result, replayed, trim) => {
           this.flushProgress();
@@ -310,6 +315,7 @@ export class TaskRunner {
       input,
       {
         gateway: this.deps.gateway,
+        breakers: this.deps.breakers,
         taskId: this.taskId,
         tools: this.agent.tools,
         now: () => this.deps.clock.now(),

@@ -1,17 +1,19 @@
 import { toWireError } from '../common/errors.ts';
 import type { ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
-import { InvalidToolOutputError, ToolRejectedError, ToolTimeoutError } from '../sandbox/errors.ts';
+import { InvalidToolOutputError, ToolRejectedError, ToolTimeoutError, ToolUnavailableError } from '../sandbox/errors.ts';
 import { admitCall } from '../sandbox/gates.ts';
 import type { Tool } from '../sandbox/tool.ts';
+import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
 import { UnknownOutcomeError } from './errors.ts';
 
 /** What a task lends its tool effect. */
 export interface ToolEffectDeps {
   gateway: EffectGateway;
+  breakers: Breakers;
   taskId: string;
   tools: ReadonlyMap<string, Tool<any, any>>;
-  onResult: (report: { key: string; tool: string; status: 'succeeded' | 'failed' | 'rejected'; error?: { code: string; message: string }; latencyMs: number; replayed: boolean }) => void;
+  onResult: (report: { key: string; tool: string; status: 'succeeded' | 'failed' | 'rejected' | 'unavailable'; error?: { code: string; message: string }; latencyMs: number; replayed: boolean }) => void;
   now: () => number;
 }
 
@@ -40,19 +42,37 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
               return r.happened ? { happened: true, result: r.output } : { happened: false };
             }
           : undefined,
-        execute: () => runWithTimeout(tool, args, { key: call.key, taskId: deps.taskId, signal }),
+        // The breaker is consulted only when the call really runs: a recorded result replays
+        // whatever the breaker says now.
+        execute: () => guarded(deps.breakers, tool, () => runWithTimeout(tool, args, { key: call.key, taskId: deps.taskId, signal }), signal),
       });
       deps.onResult({ key: call.key, tool: tool.name, status: 'succeeded', latencyMs: deps.now() - started, replayed });
       results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify(result) });
     } catch (err) {
       if (err instanceof UnknownOutcomeError || signal.aborted) throw err;
       const wire = toWireError(err);
-      const status = err instanceof ToolRejectedError ? 'rejected' : 'failed';
+      const status = err instanceof ToolRejectedError ? 'rejected' : err instanceof ToolUnavailableError ? 'unavailable' : 'failed';
       deps.onResult({ key: call.key, tool: call.name, status, error: wire, latencyMs: deps.now() - started, replayed: false });
       results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify({ error: wire }), is_error: true });
     }
   }
   return results;
+}
+
+/** Runs a tool call past its breaker and reports how it went. */
+async function guarded<T>(breakers: Breakers, tool: Tool<any, any>, run: () => Promise<T>, signal: AbortSignal): Promise<T> {
+  const key = `tool.${tool.name}`;
+  const admission = await breakers.admit(key);
+  if (admission.kind === 'open') throw new ToolUnavailableError(tool.name, admission.failures, admission.retryAt);
+  try {
+    const result = await run();
+    await breakers.succeeded(key);
+    return result;
+  } catch (err) {
+    // Bad output is the tool's fault too; aborts and refusals of the input are not outages.
+    if (!signal.aborted && !(err instanceof ToolRejectedError)) await breakers.failed(key, admission.kind === 'probe');
+    throw err;
+  }
 }
 
 async function runWithTimeout(tool: Tool<any, any>, args: unknown, ctx: { key: string; taskId: string; signal: AbortSignal }): Promise<unknown> {

@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { TroupeError } from '../common/errors.ts';
 import { agentsCommand } from './commands/agents.ts';
+import { breakersCommand } from './commands/breakers.ts';
 import { demoCommand } from './commands/demo.ts';
 import { hostCommand, upCommand } from './commands/up.ts';
 import { simulatorCommand } from './commands/simulator.ts';
@@ -22,6 +23,7 @@ const commands: Record<string, Command> = {
   status: statusCommand,
   tasks: tasksCommand,
   agents: agentsCommand,
+  breakers: breakersCommand,
   demo: demoCommand,
   simulator: simulatorCommand,
 };

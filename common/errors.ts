@@ -36,6 +36,7 @@ export const ErrorCode = {
   invalidToolOutput: 'invalid_tool_output',
   toolFailed: 'tool_failed',
   toolTimeout: 'tool_timeout',
+  toolUnavailable: 'tool_unavailable',
   // model
   modelError: 'model_error',
   // generic

@@ -136,6 +136,20 @@ const modelSchema = z
   .strict()
   .prefault({});
 
+const breakersSchema = z
+  .object({
+    /** Failures within `windowMs` that open a tool's or model's breaker. @default 5 */
+    failureThreshold: z.number().int().positive().default(5),
+    /** @default 30000 */
+    windowMs: z.number().int().positive().default(30_000),
+    /** How long an open breaker fails fast before one probe call is let through. @default 10000 */
+    openMs: z.number().int().positive().default(10_000),
+    /** How long a probe may take before another host may probe instead. @default 30000 */
+    probeTimeoutMs: z.number().int().positive().default(30_000),
+  })
+  .strict()
+  .prefault({});
+
 const logSchema = z
   .object({
     /** pino level (`LOG_LEVEL`). @default "info" */
@@ -161,6 +175,7 @@ export const configSchema = z
     host: hostSchema,
     limits: limitsSchema,
     model: modelSchema,
+    breakers: breakersSchema,
     log: logSchema,
   })
   .strict();

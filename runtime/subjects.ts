@@ -33,6 +33,7 @@ export interface Subjects {
   readonly buckets: {
     readonly snapshots: string;
     readonly ledger: string;
+    readonly breakers: string;
   };
   /** Durable consumer shared by all hosts on the task stream. */
   readonly hostsConsumer: string;
@@ -66,6 +67,7 @@ export function subjects(prefix = 'troupe'): Subjects {
     buckets: Object.freeze({
       snapshots: `${prefix.replace(/-/g, '_')}_snapshots`,
       ledger: `${prefix.replace(/-/g, '_')}_ledger`,
+      breakers: `${prefix.replace(/-/g, '_')}_breakers`,
     }),
     hostsConsumer: `${prefix}-hosts`,
   });

@@ -30,6 +30,7 @@ export interface Topology {
   jsm: JetStreamManager;
   snapshots: KV;
   ledger: KV;
+  breakers: KV;
 }
 
 const ms = (n: number) => n * 1_000_000;
@@ -87,7 +88,8 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
   const kvm = new Kvm(js);
   const snapshots = await kvm.create(s.buckets.snapshots, { history: 1, replicas: o.replicas });
   const ledger = await kvm.create(s.buckets.ledger, { history: 1, replicas: o.replicas });
-  return { js, jsm, snapshots, ledger };
+  const breakers = await kvm.create(s.buckets.breakers, { history: 1, replicas: o.replicas });
+  return { js, jsm, snapshots, ledger, breakers };
 }
 
 async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -95,7 +95,7 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     ...eventBase,
     key: z.string(),
     tool: z.string(),
-    status: z.enum(['succeeded', 'failed', 'rejected']),
+    status: z.enum(['succeeded', 'failed', 'rejected', 'unavailable']),
     error: wireErrorSchema.optional(),
     latencyMs: z.number(),
     replayed: z.boolean(),

@@ -21,6 +21,17 @@ export class ToolFailedError extends TerminalError {
   }
 }
 
+/** The tool's circuit breaker is open: it failed repeatedly, and calls fail fast for a while. */
+export class ToolUnavailableError extends RetryableError {
+  override readonly name = 'ToolUnavailableError';
+  constructor(tool: string, failures: number, retryAt: number) {
+    super(
+      ErrorCode.toolUnavailable,
+      `tool "${tool}" is unavailable: its circuit breaker opened after ${failures} recent failures; it will be tried again after ${new Date(retryAt).toISOString()}. Plan around it or try later.`,
+    );
+  }
+}
+
 /** A tool call ran past its time limit. */
 export class ToolTimeoutError extends RetryableError {
   override readonly name = 'ToolTimeoutError';
