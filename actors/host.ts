@@ -14,6 +14,7 @@ import { ensureTopology, type Topology } from '../runtime/topology.ts';
 import { ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent, ResolvedLimits } from './agent.ts';
 import { Breakers } from './breakers.ts';
+import { DecisionDesk } from './decision-desk.ts';
 import { EffectGateway, type EffectFaults } from './effect-gateway.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { TaskRunner, type RunnerEnd, type TaskRunnerDeps } from './task-runner.ts';
@@ -56,6 +57,7 @@ export class Host implements AsyncDisposable {
   private events: TaskEvents | undefined;
   private deps: TaskRunnerDeps | undefined;
   private breakers: Breakers | undefined;
+  private decisions: DecisionDesk | undefined;
   private closing: Promise<void> | undefined;
   /** Resolves when this host can receive no more task messages (its last pull expired). */
   private intakeStopped: Promise<void> | undefined;
@@ -80,7 +82,7 @@ export class Host implements AsyncDisposable {
     await this.breakers.start();
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,
@@ -89,6 +91,17 @@ export class Host implements AsyncDisposable {
       logger: this.log,
     });
     await this.queue.start((msg) => this.track(this.handle(msg)));
+    this.decisions = new DecisionDesk({
+      js: this.topology.js,
+      subjects: this.subjects,
+      store: this.store,
+      events: this.events,
+      approvers: config.approvers,
+      hostId: this.hostId,
+      clock: this.clock,
+      logger: this.log,
+    });
+    await this.decisions.start();
     this.log.info({ agents: [...this.agents.keys()] }, 'host started');
   }
 
@@ -103,6 +116,7 @@ export class Host implements AsyncDisposable {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      await this.decisions?.close();
       const intake = this.queue?.stopIntake();
       this.intakeStopped = intake;
       // Drain what runs now while the last pull expires, then whatever arrived meanwhile.
@@ -201,6 +215,12 @@ export class Host implements AsyncDisposable {
 
   private async resumeTask(msg: JsMsg, stored: Versioned<SnapshotEnvelope>): Promise<void> {
     const env = stored.value;
+    if (env.status === 'parked') {
+      // Parked, but the host died before acking: make sure the request is out, then let go.
+      if (env.pending) await this.events!.requestApproval(env.pending);
+      await this.queue!.ack(msg);
+      return;
+    }
     if (env.status !== 'running') {
       // Ended, but the host died before acking: make sure watchers saw the end, then ack.
       await this.events!.publish(env.taskId, env.outcome?.status === 'done' ? { type: 'done', output: env.outcome.output } : { type: 'failed', error: env.outcome?.status === 'failed' ? env.outcome.error : { code: ErrorCode.internal, message: 'task ended without an outcome' } }, `${env.taskId}:end`);
@@ -243,7 +263,7 @@ export class Host implements AsyncDisposable {
 
   private async release(msg: JsMsg, runner: TaskRunner, end: RunnerEnd): Promise<void> {
     this.runners.delete(runner.taskId);
-    if (end === 'finished') await this.queue!.ack(msg);
+    if (end === 'finished' || end === 'parked') await this.queue!.ack(msg);
     else if (end === 'abandoned') this.queue!.forget(msg);
     else await this.handOver(msg, runner);
   }

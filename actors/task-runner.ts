@@ -4,6 +4,8 @@ import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
 import { agentLoopMachine } from '../machines/agent-loop.machine.ts';
 import type { ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import type { Breach } from '../machines/supervisor.machine.ts';
+import type { ApprovalRequest } from '../runtime/approvals.ts';
 import type { MachineOutcome } from '../machines/outcome.ts';
 import type { JsonKv } from '../runtime/json-kv.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
@@ -29,6 +31,8 @@ export interface TaskRunnerDeps {
   clock: Clock;
   logger: Logger;
   hostId: string;
+  /** Longest a task waits for running effects when it drains or parks. */
+  drainTimeoutMs: number;
   /** Circuit breakers per tool and model, shared by all hosts. */
   breakers: Breakers;
   /** An actor that throws is restarted from its last snapshot at most `intensity` times in `periodMs`. */
@@ -44,9 +48,10 @@ export interface Hold {
 /**
  * How a runner let go of its task: `finished` (outcome written and announced), `abandoned`
  * (another host advanced it, or the store refused us; nothing was overwritten) or `drained`
- * (stopped for shutdown with its last snapshot durable, ready to hand over).
+ * (stopped for shutdown with its last snapshot durable, ready to hand over) or `parked`
+ * (saved waiting for an approver's decision; no host needs to hold it).
  */
-export type RunnerEnd = 'finished' | 'abandoned' | 'drained';
+export type RunnerEnd = 'finished' | 'abandoned' | 'drained' | 'parked';
 
 const PROGRESS_FLUSH_MS = 200;
 const never = (signal: AbortSignal) => new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
@@ -77,6 +82,8 @@ export class TaskRunner {
   /** The agent's persisted snapshot once the actor stopped: nothing after it is written. */
   private frozen: unknown;
   private outcome: TaskOutcome | undefined;
+  /** The approval request this task parked on. */
+  private pending: ApprovalRequest | undefined;
   private forceWrite = false;
   /** Running totals for `troupe status`; owned here and composed into every write. */
   private usage: NonNullable<SnapshotEnvelope['usage']>;
@@ -251,16 +258,18 @@ export class TaskRunner {
     // The intent is durable; whoever resumes the task runs it.
     if (this.draining || this.ending) return never(signal);
     this.inFlight++;
+    let refused = false;
     try {
       return await run();
     } catch (err) {
-      // The supervisor refused the effect; the runner stops or parks the task instead.
-      if (err instanceof LimitReachedSignal) return never(signal);
-      throw err;
+      if (!(err instanceof LimitReachedSignal)) throw err;
+      refused = true;
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) this.idle?.();
     }
+    // The supervisor refused the effect (no longer in flight); the runner stops or parks the task.
+    return refused ? never(signal) : (undefined as never);
   }
 
   private modelEffect(input: ModelEffectInput, signal: AbortSignal) {
@@ -340,6 +349,10 @@ export class TaskRunner {
     if (!verdict || this.ending) return;
     const { breach, action } = verdict;
     this.deps.events.emit(this.taskId, { type: 'limit', limit: breach.limit, used: breach.used, max: breach.max, message: breach.message, action }, `${this.taskId}:limit:${breach.limit}:${breach.max}`);
+    if (action === 'escalate') {
+      void this.park(breach);
+      return;
+    }
     const details = { limit: breach.limit, used: breach.used, max: breach.max, partial: partialOf(this.actor.getSnapshot() as AnyMachineSnapshot) };
     void this.fail({ code: ErrorCode.limitExceeded, message: breach.message, details });
   }
@@ -357,6 +370,44 @@ export class TaskRunner {
       return;
     }
     this.markDirty();
+  }
+
+  /**
+   * Parks the task for an approver: running effects finish and are recorded, nothing new
+   * starts, the task is saved as `parked` with its request, and the request is published
+   * (durably: approvers may be offline). The host then lets go of the task; a decision wakes it
+   * on any host.
+   */
+  private async park(breach: Breach): Promise<void> {
+    if (this.ending) return;
+    this.ending = true;
+    this.draining = true;
+    clearTimeout(this.deadlineTimer);
+    if (this.inFlight > 0) await Promise.race([new Promise<void>((r) => (this.idle = r)), this.deps.clock.sleep(this.deps.drainTimeoutMs)]);
+    this.freeze();
+    const { used } = this.supervisor.context;
+    this.pending = {
+      v: 1,
+      requestId: `${this.taskId}.${breach.limit}.${used.steps}.${breach.max}`,
+      taskId: this.taskId,
+      agent: this.agent.name,
+      kind: 'limit',
+      reason: `${breach.message}. Grant more to let the task continue from where it stopped.`,
+      limit: { name: breach.limit, used: breach.used, max: breach.max, message: breach.message },
+      ask: { amount: breach.max },
+      spent: { usd: used.usd, tokens: used.tokens, steps: used.steps },
+      createdAt: this.deps.clock.now(),
+    };
+    try {
+      await this.checkpoint(true);
+      await this.deps.events.requestApproval(this.pending);
+      this.deps.events.emit(this.taskId, { type: 'escalated', requestId: this.pending.requestId, reason: this.pending.reason }, `${this.pending.requestId}:escalated`);
+      this.log.info({ requestId: this.pending.requestId, limit: breach.limit }, 'task parked for an approver');
+      this.end('parked');
+    } catch (err) {
+      this.log.warn({ err }, 'task could not be parked; leaving it to be resumed');
+      this.end('abandoned');
+    }
   }
 
   /**
@@ -454,7 +505,7 @@ export class TaskRunner {
     return {
       ...base,
       owner: this.deps.hostId,
-      status: outcome ? outcome.status : 'running',
+      status: outcome ? outcome.status : this.pending ? 'parked' : 'running',
       updatedAt: this.deps.clock.now(),
       state: snapshot ? stateString(snapshot.value) : base.state,
       step: snapshot ? (stepOf(snapshot) ?? base.step) : base.step,
@@ -463,6 +514,7 @@ export class TaskRunner {
       deadlineAt: this.supervisor.deadlineAt,
       usage: this.usage,
       ...(outcome ? { outcome } : {}),
+      ...(this.pending ? { pending: this.pending } : {}),
     };
   }
 

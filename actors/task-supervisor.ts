@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { canonicalJson } from '../common/canonical-json.ts';
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import type { ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import { deadlineOf, supervisorMachine, type Breach, type BreachPolicy, type SupervisorContext } from '../machines/supervisor.machine.ts';
@@ -109,6 +110,11 @@ export class TaskSupervisor {
   deny(reason: string): void {
     this.actor.send({ type: 'deny', reason });
   }
+
+  /** The task was parked for `ms`: that time does not count against its wall clock. */
+  paused(ms: number): void {
+    this.actor.send({ type: 'paused', ms });
+  }
 }
 
 /**
@@ -120,15 +126,4 @@ export function stepFingerprint(input: ToolsEffectInput, results: ToolResultBloc
   const calls = input.calls.map((c) => [c.name, c.input]);
   const outcomes = results.map((r) => [r.content, r.is_error === true]);
   return createHash('sha256').update(canonicalJson([calls, outcomes])).digest('base64url').slice(0, 22);
-}
-
-/** JSON with object keys sorted, so equal values always give equal text. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value) ?? 'null';
 }

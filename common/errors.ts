@@ -28,6 +28,11 @@ export const ErrorCode = {
   restartIntensityExceeded: 'restart_intensity_exceeded',
   cancelled: 'cancelled',
   limitExceeded: 'limit_exceeded',
+  invalidDecision: 'invalid_decision',
+  staleDecision: 'stale_decision',
+  unknownApprover: 'unknown_approver',
+  approverNotAllowed: 'approver_not_allowed',
+  badSignature: 'bad_signature',
   // effects
   effectFailed: 'effect_failed',
   unknownOutcome: 'unknown_outcome',

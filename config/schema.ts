@@ -160,6 +160,17 @@ const logSchema = z
   .strict()
   .prefault({});
 
+/** A person allowed to decide on escalations and approvals. */
+const approverSchema = z
+  .object({
+    name: z.string().min(1),
+    /** Public nkey (`U...`) that signs this approver's decisions (`troupe approver-key new`). */
+    publicKey: z.string().regex(/^U[A-Z2-7]{55}$/, 'a public user nkey: "U" followed by 55 base32 characters'),
+    /** Agents whose tasks this approver may decide on. @default every agent */
+    agents: z.array(z.string()).optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** First token of every subject; stream and bucket names derive from it. @default "troupe" */
@@ -176,6 +187,8 @@ export const configSchema = z
     limits: limitsSchema,
     model: modelSchema,
     breakers: breakersSchema,
+    /** Who may decide on escalations. Decisions signed by anyone else are refused. @default [] */
+    approvers: z.array(approverSchema).default([]),
     log: logSchema,
   })
   .strict();

@@ -82,6 +82,17 @@ export const agentLoopMachine = setup({
             actions: assign({ messages: ({ context, event }) => [...context.messages, assistant(event.output.content)] }),
           },
           {
+            // Cut off at max_tokens: not an answer yet. Keep what was said and ask for the rest
+            // (a new call, so a budget raised meanwhile applies to it).
+            guard: ({ event }) => event.output.stopReason === 'max_tokens',
+            target: 'thinking',
+            reenter: true,
+            actions: assign({
+              messages: ({ context, event }) => [...context.messages, assistant(nonEmpty(event.output.content)), { role: 'user', content: CONTINUE }],
+              step: ({ context }) => context.step + 1,
+            }),
+          },
+          {
             target: 'done',
             actions: assign({
               messages: ({ context, event }) => [...context.messages, assistant(event.output.content)],
@@ -118,6 +129,14 @@ export const agentLoopMachine = setup({
   },
   output: ({ context }) => context.outcome ?? outcome.failed('internal', 'machine ended without an outcome'),
 });
+
+/** What the loop says when a reply was cut off at max_tokens. */
+export const CONTINUE = 'Your reply was cut off. Continue exactly where you stopped.';
+
+/** A cut-off reply may be empty; the API refuses empty assistant turns. */
+function nonEmpty(content: ContentBlock[]): ContentBlock[] {
+  return content.length ? content : [{ type: 'text', text: '…' }];
+}
 
 function assistant(content: ContentBlock[]): Message {
   return { role: 'assistant', content };

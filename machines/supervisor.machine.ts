@@ -54,6 +54,8 @@ export interface SupervisorContext extends SupervisorInput {
   /** Consecutive steps that repeated an earlier one. */
   stale: number;
   breach: Breach | null;
+  /** Time spent parked waiting for a human; it does not count against the wall clock. */
+  pausedMs: number;
 }
 
 /** Ask for `max_tokens` for one model call, with its worst-case prices. */
@@ -75,6 +77,7 @@ export type SupervisorEvent =
   | { type: 'release'; key: string }
   | { type: 'step'; fingerprint: string }
   | { type: 'wallClock' }
+  | { type: 'paused'; ms: number }
   | { type: 'grant'; limit: LimitName; amount: number }
   | { type: 'deny'; reason: string };
 
@@ -148,6 +151,7 @@ export const supervisorMachine = setup({
     seen: {},
     stale: 0,
     breach: null,
+    pausedMs: 0,
   }),
   initial: 'active',
   states: {
@@ -214,6 +218,7 @@ export const supervisorMachine = setup({
   },
   // Settling works in every state: money already spent is counted even after a breach.
   on: {
+    paused: { actions: assign(({ context, event }) => ({ pausedMs: context.pausedMs + Math.max(0, event.ms) })) },
     settle: {
       actions: assign(({ context, event }) => {
         if (context.settled[event.key]) return {};
@@ -244,6 +249,6 @@ export const supervisorMachine = setup({
 });
 
 /** The deadline of a supervised task (epoch ms). */
-export function deadlineOf(c: Pick<SupervisorContext, 'startedAt' | 'limits'>): number {
-  return c.startedAt + c.limits.wallClock;
+export function deadlineOf(c: Pick<SupervisorContext, 'startedAt' | 'limits' | 'pausedMs'>): number {
+  return c.startedAt + c.limits.wallClock + (c.pausedMs ?? 0);
 }

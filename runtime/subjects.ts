@@ -19,6 +19,14 @@ export interface Subjects {
   readonly allEvents: string;
   /** `troupe.task.<taskId>.inbox`: events for a task from outside. */
   inbox(taskId: string): string;
+  /** `troupe.approvals.<agent>.<taskId>`: requests for a human decision (stream TROUPE_APPROVALS). */
+  approval(agent: string, taskId: string): string;
+  /** `troupe.approvals.>` */
+  readonly allApprovals: string;
+  /** `troupe.decisions.<taskId>`: signed decisions of approvers (stream TROUPE_DECISIONS). */
+  decision(taskId: string): string;
+  /** `troupe.decisions.*` */
+  readonly allDecisions: string;
   /** `troupe.tools.<tool>`: dispatch to sandboxed workers. */
   tool(name: string): string;
   /** `troupe.audit.<taskId>` */
@@ -29,6 +37,8 @@ export interface Subjects {
     readonly tasks: string;
     readonly rejected: string;
     readonly events: string;
+    readonly approvals: string;
+    readonly decisions: string;
   };
   readonly buckets: {
     readonly snapshots: string;
@@ -37,6 +47,8 @@ export interface Subjects {
   };
   /** Durable consumer shared by all hosts on the task stream. */
   readonly hostsConsumer: string;
+  /** Durable consumer shared by all hosts on the decisions stream. */
+  readonly decisionsConsumer: string;
 }
 
 /** Builds the naming scheme for one prefix. */
@@ -52,6 +64,10 @@ export function subjects(prefix = 'troupe'): Subjects {
     events: (taskId: string) => `${prefix}.task.${taskId}.events`,
     allEvents: `${prefix}.task.*.events`,
     inbox: (taskId: string) => `${prefix}.task.${taskId}.inbox`,
+    approval: (agent: string, taskId: string) => `${prefix}.approvals.${agent}.${taskId}`,
+    allApprovals: `${prefix}.approvals.>`,
+    decision: (taskId: string) => `${prefix}.decisions.${taskId}`,
+    allDecisions: `${prefix}.decisions.*`,
     tool: (name: string) => `${prefix}.tools.${name}`,
     audit: (taskId: string) => `${prefix}.audit.${taskId}`,
     agentOfTaskSubject(subject: string) {
@@ -63,6 +79,8 @@ export function subjects(prefix = 'troupe'): Subjects {
       tasks: `${upper}_TASKS`,
       rejected: `${upper}_REJECTED`,
       events: `${upper}_EVENTS`,
+      approvals: `${upper}_APPROVALS`,
+      decisions: `${upper}_DECISIONS`,
     }),
     buckets: Object.freeze({
       snapshots: `${prefix.replace(/-/g, '_')}_snapshots`,
@@ -70,6 +88,7 @@ export function subjects(prefix = 'troupe'): Subjects {
       breakers: `${prefix.replace(/-/g, '_')}_breakers`,
     }),
     hostsConsumer: `${prefix}-hosts`,
+    decisionsConsumer: `${prefix}-hosts-decisions`,
   });
 }
 

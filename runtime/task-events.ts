@@ -3,6 +3,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
 import type { Subjects } from './subjects.ts';
+import type { ApprovalRequest } from './approvals.ts';
 import type { Rejection, TaskEvent, TaskEventBody, TaskVerdict } from './wire.ts';
 
 const encoder = new TextEncoder();
@@ -43,6 +44,11 @@ export class TaskEvents {
     } catch (err) {
       this.logger.warn({ err, replyTo }, 'verdict not sent');
     }
+  }
+
+  /** Publishes an approval request durably (a re-publication after a crash is dropped). */
+  async requestApproval(request: ApprovalRequest): Promise<void> {
+    await this.js.publish(this.subjects.approval(request.agent, request.taskId), encoder.encode(JSON.stringify(request)), { msgID: request.requestId });
   }
 
   /** Records a rejected submission on `troupe.tasks.rejected.<agent>` and answers its sender. */

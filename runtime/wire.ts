@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MAX_TASK_ID_LENGTH, TASK_ID_PATTERN } from '../common/ids.ts';
+import { approvalRequestSchema } from './approvals.ts';
 
 /**
  * Every payload that crosses NATS or is persisted, as a zod schema. Types are inferred here and
@@ -107,6 +108,9 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     limits: z.object({ usd: z.number().nullable(), tokens: z.number().nullable(), steps: z.number(), wallClock: z.number(), noProgress: z.number() }),
   }),
   z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
+  z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string() }),
+  z.object({ type: z.literal('decision'), ...eventBase, requestId: z.string(), verdict: z.enum(['approve', 'reject']), approver: z.string(), approverName: z.string() }),
+  z.object({ type: z.literal('decision_refused'), ...eventBase, requestId: z.string().optional(), error: wireErrorSchema }),
   z.object({ type: z.literal('done'), ...eventBase, output: z.unknown() }),
   z.object({ type: z.literal('failed'), ...eventBase, error: wireErrorSchema }),
 ]);
@@ -115,7 +119,8 @@ export type TaskEventType = TaskEvent['type'];
 /** An event before the publisher stamps `taskId` and `at`. */
 export type TaskEventBody = TaskEvent extends infer E ? (E extends TaskEvent ? Omit<E, 'taskId' | 'at'> : never) : never;
 
-export const taskStatusSchema = z.enum(['running', 'done', 'failed']);
+/** `parked`: waiting for an approver's decision; no host holds it and it costs no memory. */
+export const taskStatusSchema = z.enum(['running', 'parked', 'done', 'failed']);
 export type TaskStatus = z.infer<typeof taskStatusSchema>;
 
 /** How a task ended: its output, or a typed error. */
@@ -154,6 +159,8 @@ export const snapshotEnvelopeV1Schema = z.object({
   state: z.string(),
   step: z.number(),
   snapshot: z.unknown(),
+  /** The approval request a parked task waits on. */
+  pending: approvalRequestSchema.optional(),
   /** The task's supervisor (budget, limits), persisted with the agent in the same write. */
   supervisor: z.unknown().optional(),
   outcome: taskOutcomeSchema.optional(),

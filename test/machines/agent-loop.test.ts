@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createActor, fromPromise, toPromise, type AnyStateMachine, type Snapshot } from 'xstate';
 import type { ContentBlock, ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../../machines/conversation.ts';
-import { agentLoopMachine, type AgentLoopInput } from '../../machines/agent-loop.machine.ts';
+import { agentLoopMachine, CONTINUE, type AgentLoopInput } from '../../machines/agent-loop.machine.ts';
 import type { MachineOutcome } from '../../machines/outcome.ts';
 
 /**
@@ -241,6 +241,28 @@ describe('agentLoopMachine', () => {
     restored.start();
     expect(await toPromise(restored)).toEqual({ status: 'done', output: 'answer' });
     expect(inputs).toEqual([{ key: 'mid-model/0/0', role: 'agent', step: 0, messages: [{ role: 'user', content: 'first prompt' }] }]);
+  });
+
+  it('asks the model to continue a reply cut off at max_tokens, under a new key, instead of taking it as the answer', async () => {
+    const keys: string[] = [];
+    const inputs: ModelEffectInput[] = [];
+    const machine = agentLoopMachine.provide({
+      actors: {
+        model: fromPromise<ModelTurn, ModelEffectInput>(async ({ input }) => {
+          keys.push(input.key);
+          inputs.push(structuredClone(input));
+          return keys.length === 1 ? { content: [text('The answer is')], stopReason: 'max_tokens' } : { content: [text(' 42.')], stopReason: 'end_turn' };
+        }),
+      },
+    });
+    const actor = createActor(machine, { input: { taskId: 'cut', prompt: 'question' } }).start();
+    const output = (await toPromise(actor)) as MachineOutcome;
+    expect(output).toEqual({ status: 'done', output: ' 42.' });
+    expect(keys).toEqual(['cut/0/0', 'cut/1/0']);
+    expect(inputs[1]!.messages.slice(-2)).toEqual([
+      { role: 'assistant', content: [text('The answer is')] },
+      { role: 'user', content: CONTINUE },
+    ]);
   });
 
   it('fails clearly when an effect is not provided', async () => {

@@ -1,0 +1,113 @@
+import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/nats-core';
+import type { Logger } from 'pino';
+import type { Clock } from '../common/clock.ts';
+import { ErrorCode } from '../common/errors.ts';
+import type { TroupeConfig } from '../config/schema.ts';
+import { decisionSchema, verifyDecision, type Decision } from '../runtime/approvals.ts';
+import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
+import { Headers, type Subjects } from '../runtime/subjects.ts';
+import type { TaskEvents } from '../runtime/task-events.ts';
+import type { SnapshotEnvelope, WireErrorPayload } from '../runtime/wire.ts';
+import { TaskSupervisor } from './task-supervisor.ts';
+
+/** Options of a {@link DecisionDesk}. */
+export interface DecisionDeskOptions {
+  js: JetStreamClient;
+  subjects: Subjects;
+  store: JsonKv<SnapshotEnvelope>;
+  events: TaskEvents;
+  approvers: TroupeConfig['approvers'];
+  hostId: string;
+  clock: Clock;
+  logger: Logger;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * Where approvers' decisions arrive. Every host runs one; each decision is handled by one host.
+ * A decision is applied only if it answers the request its task is parked on, comes from a
+ * configured approver allowed for that agent, and carries that approver's valid signature;
+ * anything else is refused with a typed reason (visible on the task's events) and the task
+ * stays parked. An applied decision updates the parked task's supervisor in one
+ * compare-and-set and wakes the task on whichever host takes it, from the same state.
+ */
+export class DecisionDesk {
+  private messages: ConsumerMessages | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly o: DecisionDeskOptions) {}
+
+  async start(): Promise<void> {
+    const consumer = await this.o.js.consumers.get(this.o.subjects.streams.decisions, this.o.subjects.decisionsConsumer);
+    this.messages = await consumer.consume({ max_messages: 64 });
+    this.loop = (async () => {
+      for await (const m of this.messages!) {
+        try {
+          await this.handle(m);
+          m.ack();
+        } catch (err) {
+          this.o.logger.warn({ err, subject: m.subject }, 'decision not handled; it will be redelivered');
+          m.nak(1000);
+        }
+      }
+    })();
+  }
+
+  async close(): Promise<void> {
+    this.messages?.stop();
+    await this.loop;
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    const taskId = m.subject.slice(m.subject.lastIndexOf('.') + 1);
+    let decision: Decision;
+    try {
+      const parsed = decisionSchema.safeParse(JSON.parse(decoder.decode(m.data)));
+      if (!parsed.success) return this.refuse(taskId, undefined, ErrorCode.invalidDecision, `decision does not match the decision schema: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+      decision = parsed.data;
+    } catch {
+      return this.refuse(taskId, undefined, ErrorCode.invalidDecision, 'decision is not JSON');
+    }
+    const stored = await this.o.store.get(taskId);
+    const env = stored?.value;
+    if (!stored || !env || decision.taskId !== taskId || env.status !== 'parked' || env.pending?.requestId !== decision.requestId) {
+      return this.refuse(taskId, decision.requestId, ErrorCode.staleDecision, `task ${taskId} is not waiting on request ${decision.requestId} (already decided, never asked, or another task's)`);
+    }
+    const approver = this.o.approvers.find((a) => a.publicKey === decision.approver);
+    if (!approver) return this.refuse(taskId, decision.requestId, ErrorCode.unknownApprover, `${decision.approver} is not a configured approver`);
+    if (approver.agents && !approver.agents.includes(env.agent)) {
+      return this.refuse(taskId, decision.requestId, ErrorCode.approverNotAllowed, `approver ${approver.name} may not decide on agent ${env.agent}`);
+    }
+    if (!verifyDecision(decision)) return this.refuse(taskId, decision.requestId, ErrorCode.badSignature, `the signature is not ${approver.name}'s over this decision`);
+
+    const pending = env.pending;
+    const supervisor = TaskSupervisor.restore(env.supervisor);
+    supervisor.paused(this.o.clock.now() - pending.createdAt);
+    if (decision.verdict === 'approve') supervisor.grant(pending.limit.name as Parameters<TaskSupervisor['grant']>[0], decision.grant?.amount ?? pending.ask.amount);
+    else supervisor.deny(decision.reason ?? `rejected by ${approver.name}`);
+    const token = `${this.o.hostId}:decision:${decision.requestId}`;
+    const { pending: _answered, ...rest } = env;
+    const woken: SnapshotEnvelope = { ...rest, status: 'running', supervisor: supervisor.persisted(), deadlineAt: supervisor.deadlineAt, handover: { token }, owner: null, updatedAt: this.o.clock.now() };
+    try {
+      await this.o.store.update(taskId, woken, stored.revision);
+    } catch (err) {
+      if (err instanceof RevisionConflictError) return; // another host applied a decision first
+      throw err;
+    }
+    const h = natsHeaders();
+    h.set(Headers.resume, taskId);
+    h.set(Headers.resumeToken, token);
+    await this.o.js.publish(this.o.subjects.task(env.agent), encoder.encode(JSON.stringify({ taskId })), { headers: h, msgID: `${taskId}:wake:${decision.requestId}` });
+    this.o.events.emit(taskId, { type: 'decision', requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: approver.name }, `${decision.requestId}:decision`);
+    this.o.logger.info({ taskId, requestId: decision.requestId, verdict: decision.verdict, approver: approver.name }, 'decision applied');
+  }
+
+  private refuse(taskId: string, requestId: string | undefined, code: string, message: string): void {
+    const error: WireErrorPayload = { code, message };
+    this.o.logger.warn({ taskId, requestId, error }, 'decision refused');
+    this.o.events.emit(taskId, { type: 'decision_refused', ...(requestId ? { requestId } : {}), error });
+  }
+}
