@@ -14,12 +14,11 @@ import type { Agent, ResolvedLimits } from './agent.ts';
 import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
 import { LimitReachedSignal } from './errors.ts';
-import { runModelEffect } from './model-effect.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { partialOf, stateString, stepOf, toTaskOutcome } from './snapshot-view.ts';
 import { TaskSupervisor } from './task-supervisor.ts';
-import { runToolsEffect } from './tool-effect.ts';
+import { ProgressStream, TaskEffects } from './task-effects.ts';
 
 /** What every task on a host shares. */
 export interface TaskRunnerDeps {
@@ -53,7 +52,6 @@ export interface Hold {
  */
 export type RunnerEnd = 'finished' | 'abandoned' | 'drained' | 'parked';
 
-const PROGRESS_FLUSH_MS = 200;
 const never = (signal: AbortSignal) => new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true }));
 
 /**
@@ -93,8 +91,8 @@ export class TaskRunner {
   private idle: (() => void) | undefined;
   private restarts: number[] = [];
   private deadlineTimer: NodeJS.Timeout | undefined;
-  private progress = '';
-  private progressTimer: NodeJS.Timeout | undefined;
+  private progress!: ProgressStream;
+  private effects!: TaskEffects;
   private readonly log: Logger;
 
   private constructor(
@@ -107,6 +105,16 @@ export class TaskRunner {
     this.usage = base.usage ?? { costUsd: 0, inputTokens: 0, outputTokens: 0, modelCalls: 0, toolCalls: 0 };
     this.log = deps.logger.child({ taskId: this.taskId, agent: agent.name, actor: 'task' });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.progress = new ProgressStream((text) => deps.events.emit(this.taskId, { type: 'progress', text }));
+    this.effects = new TaskEffects({
+      taskId: this.taskId,
+      agent,
+      deps,
+      supervisor: () => this.supervisor,
+      progress: this.progress,
+      count: (change) => (this.usage = change(this.usage)),
+      actOnVerdict: () => this.actOnVerdict(),
+    });
   }
 
   /**
@@ -246,8 +254,8 @@ export class TaskRunner {
    */
   private providedMachine(): AnyStateMachine {
     const effects = {
-      model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, () => this.modelEffect(input, signal))),
-      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, () => this.toolsEffect(input, signal))),
+      model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, () => this.effects.model(input, signal))),
+      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, () => this.effects.tools(input, signal))),
     };
     return this.agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
   }
@@ -270,74 +278,6 @@ export class TaskRunner {
     }
     // The supervisor refused the effect (no longer in flight); the runner stops or parks the task.
     return refused ? never(signal) : (undefined as never);
-  }
-
-  private modelEffect(input: ModelEffectInput, signal: AbortSignal) {
-    const client = this.deps.model(this.agent);
-    return runModelEffect(
-      input,
-      {
-        gateway: this.deps.gateway,
-        client,
-        system: this.agent.system,
-        tools: this.agent.tools,
-        deadlineAt: this.supervisor.deadlineAt,
-        contextTokens: this.agent.contextTokens,
-        admit: (key, request) => {
-          const quote = client.quote?.(request);
-          const granted = this.supervisor.reserve(key, quote);
-          if (granted === undefined) {
-            this.actOnVerdict();
-            throw new LimitReachedSignal(key);
-          }
-          return quote ? granted : undefined;
-        },
-        onFailure: (key) => this.supervisor.release(key),
-        breakers: this.deps.breakers,
-        clock: this.deps.clock,
-        onText: (delta) => this.onText(delta),
-        onResult: (call, result, replayed, trim) => {
-          this.flushProgress();
-          const u = result.usage;
-          this.usage = {
-            ...this.usage,
-            costUsd: this.usage.costUsd + result.costUsd,
-            inputTokens: this.usage.inputTokens + u.inputTokens + u.cacheCreationInputTokens + u.cacheReadInputTokens,
-            outputTokens: this.usage.outputTokens + u.outputTokens,
-            modelCalls: this.usage.modelCalls + 1,
-          };
-          const { stopReason, attempts, latencyMs, costUsd, model, role } = result;
-          const trimmed = trim.elidedToolResults || trim.droppedTurns ? { trimmed: { estimatedTokens: trim.estimatedTokens, elidedToolResults: trim.elidedToolResults, droppedTurns: trim.droppedTurns } } : {};
-          this.deps.events.emit(this.taskId, { type: 'model', key: call.key, model, role, usage: u, costUsd, latencyMs, stopReason, attempts, replayed, ...trimmed }, `${call.key}:model`);
-          this.supervisor.settle(call.key, result);
-          const { used, limits } = this.supervisor.context;
-          this.deps.events.emit(this.taskId, { type: 'budget', used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits }, `${call.key}:budget`);
-          this.actOnVerdict();
-        },
-      },
-      signal,
-    );
-  }
-
-  private async toolsEffect(input: ToolsEffectInput, signal: AbortSignal): Promise<ToolResultBlock[]> {
-    const results = await runToolsEffect(
-      input,
-      {
-        gateway: this.deps.gateway,
-        breakers: this.deps.breakers,
-        taskId: this.taskId,
-        tools: this.agent.tools,
-        now: () => this.deps.clock.now(),
-        onResult: (report) => {
-          this.usage = { ...this.usage, toolCalls: this.usage.toolCalls + 1 };
-          this.deps.events.emit(this.taskId, { type: 'tool', ...report }, `${report.key}:tool`);
-        },
-      },
-      signal,
-    );
-    this.supervisor.step(input, results);
-    this.actOnVerdict();
-    return results;
   }
 
   /**
@@ -454,7 +394,7 @@ export class TaskRunner {
     if (this.ending) return;
     this.ending = true;
     clearTimeout(this.deadlineTimer);
-    this.flushProgress();
+    this.progress.flush();
     this.outcome = outcome;
     try {
       await this.checkpoint(true);
@@ -469,7 +409,7 @@ export class TaskRunner {
 
   private end(how: RunnerEnd): void {
     clearTimeout(this.deadlineTimer);
-    clearTimeout(this.progressTimer);
+    this.progress.flush();
     if (!this.frozen) this.freeze();
     this.writer.stop(new Error(`task ${how}`));
     this.resolveDone(how);
@@ -530,17 +470,4 @@ export class TaskRunner {
     else this.deadlineTimer = setTimeout(fire, Math.min(delay, 2 ** 31 - 1));
   }
 
-  private onText(delta: string): void {
-    this.progress += delta;
-    this.progressTimer ??= setTimeout(() => this.flushProgress(), PROGRESS_FLUSH_MS);
-  }
-
-  private flushProgress(): void {
-    clearTimeout(this.progressTimer);
-    this.progressTimer = undefined;
-    if (!this.progress) return;
-    const text = this.progress;
-    this.progress = '';
-    this.deps.events.emit(this.taskId, { type: 'progress', text });
-  }
 }

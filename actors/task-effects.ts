@@ -1,0 +1,130 @@
+import type { ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import type { SnapshotEnvelope } from '../runtime/wire.ts';
+import type { Agent } from './agent.ts';
+import { LimitReachedSignal } from './errors.ts';
+import { runModelEffect } from './model-effect.ts';
+import type { TaskRunnerDeps } from './task-runner.ts';
+import type { TaskSupervisor } from './task-supervisor.ts';
+import { runToolsEffect } from './tool-effect.ts';
+
+type Usage = NonNullable<SnapshotEnvelope['usage']>;
+
+/** What a task lends the bindings of its effects. */
+export interface TaskEffectsOptions {
+  taskId: string;
+  agent: Agent;
+  deps: TaskRunnerDeps;
+  /** The task's supervisor (replaced when the actor restarts, hence a getter). */
+  supervisor: () => TaskSupervisor;
+  progress: ProgressStream;
+  /** Updates the task's running totals. */
+  count: (change: (usage: Usage) => Usage) => void;
+  /** Lets the task act on a breach the supervisor just recorded. */
+  actOnVerdict: () => void;
+}
+
+/**
+ * The task's side of its model and tool effects: each model call is admitted by the
+ * supervisor (worst-case reservation, clamped max_tokens) and settled with its actual cost;
+ * each round of tool calls is reported as a step for no-progress detection; every call is
+ * counted and published as an event.
+ */
+export class TaskEffects {
+  constructor(private readonly o: TaskEffectsOptions) {}
+
+  model(input: ModelEffectInput, signal: AbortSignal): Promise<ModelTurn> {
+    const { deps, agent, taskId } = this.o;
+    const client = deps.model(agent);
+    const supervisor = this.o.supervisor();
+    return runModelEffect(
+      input,
+      {
+        gateway: deps.gateway,
+        client,
+        system: agent.system,
+        tools: agent.tools,
+        deadlineAt: supervisor.deadlineAt,
+        contextTokens: agent.contextTokens,
+        breakers: deps.breakers,
+        clock: deps.clock,
+        admit: (key, request) => {
+          const quote = client.quote?.(request);
+          const granted = supervisor.reserve(key, quote);
+          if (granted === undefined) {
+            this.o.actOnVerdict();
+            throw new LimitReachedSignal(key);
+          }
+          return quote ? granted : undefined;
+        },
+        onFailure: (key) => supervisor.release(key),
+        onText: (delta) => this.o.progress.add(delta),
+        onResult: (call, result, replayed, trim) => {
+          this.o.progress.flush();
+          const u = result.usage;
+          this.o.count((usage) => ({
+            ...usage,
+            costUsd: usage.costUsd + result.costUsd,
+            inputTokens: usage.inputTokens + u.inputTokens + u.cacheCreationInputTokens + u.cacheReadInputTokens,
+            outputTokens: usage.outputTokens + u.outputTokens,
+            modelCalls: usage.modelCalls + 1,
+          }));
+          const { stopReason, attempts, latencyMs, costUsd, model, role } = result;
+          const trimmed = trim.elidedToolResults || trim.droppedTurns ? { trimmed: { estimatedTokens: trim.estimatedTokens, elidedToolResults: trim.elidedToolResults, droppedTurns: trim.droppedTurns } } : {};
+          deps.events.emit(taskId, { type: 'model', key: call.key, model, role, usage: u, costUsd, latencyMs, stopReason, attempts, replayed, ...trimmed }, `${call.key}:model`);
+          supervisor.settle(call.key, result);
+          const { used, limits } = supervisor.context;
+          deps.events.emit(taskId, { type: 'budget', used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits }, `${call.key}:budget`);
+          this.o.actOnVerdict();
+        },
+      },
+      signal,
+    );
+  }
+
+  async tools(input: ToolsEffectInput, signal: AbortSignal): Promise<ToolResultBlock[]> {
+    const { deps, agent, taskId } = this.o;
+    const results = await runToolsEffect(
+      input,
+      {
+        gateway: deps.gateway,
+        breakers: deps.breakers,
+        taskId,
+        tools: agent.tools,
+        now: () => deps.clock.now(),
+        onResult: (report) => {
+          this.o.count((usage) => ({ ...usage, toolCalls: usage.toolCalls + 1 }));
+          deps.events.emit(taskId, { type: 'tool', ...report }, `${report.key}:tool`);
+        },
+      },
+      signal,
+    );
+    this.o.supervisor().step(input, results);
+    this.o.actOnVerdict();
+    return results;
+  }
+}
+
+/** Streamed model text, published as `progress` events about five times a second. */
+export class ProgressStream {
+  private text = '';
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly publish: (text: string) => void,
+    private readonly everyMs = 200,
+  ) {}
+
+  add(delta: string): void {
+    this.text += delta;
+    this.timer ??= setTimeout(() => this.flush(), this.everyMs);
+  }
+
+  flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.text) return;
+    const text = this.text;
+    this.text = '';
+    this.publish(text);
+  }
+}
