@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
 import { ErrorCode } from '../common/errors.ts';
 import type { TroupeConfig } from '../config/schema.ts';
-import { decisionSchema, verifyDecision, type Decision } from '../runtime/approvals.ts';
+import { decisionIdOf, decisionSchema, verifyDecision, type Decision } from '../runtime/approvals.ts';
 import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
 import { Headers, type Subjects } from '../runtime/subjects.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
@@ -66,22 +66,24 @@ export class DecisionDesk {
     let decision: Decision;
     try {
       const parsed = decisionSchema.safeParse(JSON.parse(decoder.decode(m.data)));
-      if (!parsed.success) return this.refuse(taskId, undefined, ErrorCode.invalidDecision, `decision does not match the decision schema: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+      if (!parsed.success) return this.refuse(taskId, undefined, undefined, ErrorCode.invalidDecision, `decision does not match the decision schema: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
       decision = parsed.data;
     } catch {
-      return this.refuse(taskId, undefined, ErrorCode.invalidDecision, 'decision is not JSON');
+      return this.refuse(taskId, undefined, undefined, ErrorCode.invalidDecision, 'decision is not JSON');
     }
+    const id = decisionIdOf(decision);
+    const refuse = (code: string, message: string) => this.refuse(taskId, decision.requestId, id, code, message);
     const stored = await this.o.store.get(taskId);
     const env = stored?.value;
     if (!stored || !env || decision.taskId !== taskId || env.status !== 'parked' || env.pending?.requestId !== decision.requestId) {
-      return this.refuse(taskId, decision.requestId, ErrorCode.staleDecision, `task ${taskId} is not waiting on request ${decision.requestId} (already decided, never asked, or another task's)`);
+      return refuse(ErrorCode.staleDecision, `task ${taskId} is not waiting on request ${decision.requestId} (already decided, never asked, or another task's)`);
     }
     const approver = this.o.approvers.find((a) => a.publicKey === decision.approver);
-    if (!approver) return this.refuse(taskId, decision.requestId, ErrorCode.unknownApprover, `${decision.approver} is not a configured approver`);
+    if (!approver) return refuse(ErrorCode.unknownApprover, `${decision.approver} is not a configured approver`);
     if (approver.agents && !approver.agents.includes(env.agent)) {
-      return this.refuse(taskId, decision.requestId, ErrorCode.approverNotAllowed, `approver ${approver.name} may not decide on agent ${env.agent}`);
+      return refuse(ErrorCode.approverNotAllowed, `approver ${approver.name} may not decide on agent ${env.agent}`);
     }
-    if (!verifyDecision(decision)) return this.refuse(taskId, decision.requestId, ErrorCode.badSignature, `the signature is not ${approver.name}'s over this decision`);
+    if (!verifyDecision(decision)) return refuse(ErrorCode.badSignature, `the signature is not ${approver.name}'s over this decision`);
 
     const pending = env.pending;
     const supervisor = TaskSupervisor.restore(env.supervisor);
@@ -101,13 +103,13 @@ export class DecisionDesk {
     h.set(Headers.resume, taskId);
     h.set(Headers.resumeToken, token);
     await this.o.js.publish(this.o.subjects.task(env.agent), encoder.encode(JSON.stringify({ taskId })), { headers: h, msgID: `${taskId}:wake:${decision.requestId}` });
-    this.o.events.emit(taskId, { type: 'decision', requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: approver.name }, `${decision.requestId}:decision`);
+    this.o.events.emit(taskId, { type: 'decision', decisionId: id, requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: approver.name }, `${decision.requestId}:decision`);
     this.o.logger.info({ taskId, requestId: decision.requestId, verdict: decision.verdict, approver: approver.name }, 'decision applied');
   }
 
-  private refuse(taskId: string, requestId: string | undefined, code: string, message: string): void {
+  private refuse(taskId: string, requestId: string | undefined, decisionId: string | undefined, code: string, message: string): void {
     const error: WireErrorPayload = { code, message };
     this.o.logger.warn({ taskId, requestId, error }, 'decision refused');
-    this.o.events.emit(taskId, { type: 'decision_refused', ...(requestId ? { requestId } : {}), error });
+    this.o.events.emit(taskId, { type: 'decision_refused', ...(decisionId ? { decisionId } : {}), ...(requestId ? { requestId } : {}), error });
   }
 }

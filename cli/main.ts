@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { TroupeError } from '../common/errors.ts';
 import { agentsCommand } from './commands/agents.ts';
+import { approvalsCommand, approveCommand, approverKeyCommand } from './commands/approve.ts';
 import { breakersCommand } from './commands/breakers.ts';
 import { demoCommand } from './commands/demo.ts';
 import { hostCommand, upCommand } from './commands/up.ts';
@@ -24,6 +25,9 @@ const commands: Record<string, Command> = {
   tasks: tasksCommand,
   agents: agentsCommand,
   breakers: breakersCommand,
+  approvals: approvalsCommand,
+  approve: approveCommand,
+  'approver-key': approverKeyCommand,
   demo: demoCommand,
   simulator: simulatorCommand,
 };

@@ -57,6 +57,11 @@ export function signDecision(body: Omit<DecisionBody, 'approver'>, key: KeyPair)
   return { ...full, signature };
 }
 
+/** A decision's own identity (from its signature), to tell two decisions on one request apart. */
+export function decisionIdOf(decision: Pick<Decision, 'signature'>): string {
+  return decision.signature.slice(0, 22);
+}
+
 /** Whether the signature is the approver's over exactly these fields. Never throws. */
 export function verifyDecision(decision: Decision): boolean {
   try {

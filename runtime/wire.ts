@@ -109,8 +109,8 @@ export const taskEventSchema = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
   z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string() }),
-  z.object({ type: z.literal('decision'), ...eventBase, requestId: z.string(), verdict: z.enum(['approve', 'reject']), approver: z.string(), approverName: z.string() }),
-  z.object({ type: z.literal('decision_refused'), ...eventBase, requestId: z.string().optional(), error: wireErrorSchema }),
+  z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject']), approver: z.string(), approverName: z.string() }),
+  z.object({ type: z.literal('decision_refused'), ...eventBase, decisionId: z.string().optional(), requestId: z.string().optional(), error: wireErrorSchema }),
   z.object({ type: z.literal('done'), ...eventBase, output: z.unknown() }),
   z.object({ type: z.literal('failed'), ...eventBase, error: wireErrorSchema }),
 ]);

@@ -4,6 +4,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
 import { JsonKv } from '../../runtime/json-kv.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
+import type { SupervisorContext } from '../../machines/supervisor.machine.ts';
 import { snapshotEnvelopeSchema, type SnapshotEnvelope, type TaskEvent } from '../../runtime/wire.ts';
 import { taskHistory } from '../../runtime/task-watch.ts';
 import { connectClient } from '../connect.ts';
@@ -36,6 +37,14 @@ export function describeTask(e: SnapshotEnvelope, now = Date.now()): string {
     `host      ${e.owner ?? '-'}`,
     `deadline  ${iso(e.deadlineAt)}${e.deadlineAt && e.status === 'running' ? ` (${Math.round((e.deadlineAt - now) / 1000)} s left)` : ''}`,
   ];
+  const sup = (e.supervisor as { context?: SupervisorContext } | undefined)?.context;
+  if (sup) {
+    const of = (used: string, max: number | null, unit = '') => `${used}${unit} of ${max === null ? 'no limit' : `${max}${unit}`}`;
+    lines.push(
+      `budget    ${of(`$${sup.used.usd.toFixed(6)}`, sup.limits.usd === null ? null : Number(sup.limits.usd.toFixed(6)))} · ${of(String(sup.used.tokens), sup.limits.tokens)} tokens · ${of(String(sup.used.steps), sup.limits.steps)} steps · wall clock ${sup.limits.wallClock} ms · no-progress window ${sup.limits.noProgress}`,
+    );
+  }
+  if (e.status === 'parked' && e.pending) lines.push(`waiting   for an approver: ${e.pending.requestId}: ${e.pending.reason} (troupe approve ${e.pending.requestId} --approve)`);
   if (e.usage) lines.push(`usage     ${e.usage.modelCalls} model calls, ${e.usage.toolCalls} tool calls, ${e.usage.inputTokens} input + ${e.usage.outputTokens} output tokens, $${e.usage.costUsd.toFixed(6)}`);
   if (e.outcome?.status === 'done') lines.push(`output    ${typeof e.outcome.output === 'string' ? e.outcome.output : JSON.stringify(e.outcome.output)}`);
   if (e.outcome?.status === 'failed') lines.push(`error     ${e.outcome.error.code}: ${e.outcome.error.message}`);

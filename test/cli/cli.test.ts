@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContentBlock, ModelCallRequest } from '../../actors/model/model-client.ts';
 import { supportDesk } from '../../examples/support-desk/agent.ts';
 import { startHost } from '../helpers/host.ts';
+import { runTroupe, type Run } from '../helpers/cli.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { scriptedModel, turnOf } from '../helpers/scripted-model.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
@@ -57,35 +58,9 @@ afterAll(async () => {
   await nats?.close();
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
 /** Runs `node bin/troupe.js ...args` in the repository, against the test server. */
 function troupe(args: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<Run> {
-  const env: Record<string, string | undefined> = { ...process.env, NATS_URL: nats?.url, LOG_LEVEL: 'silent', ...options.env };
-  delete env.TROUPE_PREFIX;
-  delete env.TROUPE_DEBUG;
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['bin/troupe.js', ...args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`troupe ${args.join(' ')} did not exit within ${options.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, options.timeoutMs ?? 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, ms: Date.now() - started });
-    });
-  });
+  return runTroupe(nats?.url, args, options);
 }
 
 const show = (r: Run) => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`;

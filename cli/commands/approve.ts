@@ -1,0 +1,137 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import path from 'node:path';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { createUser, fromSeed } from '@nats-io/nkeys';
+import { ErrorCode, TerminalError } from '../../common/errors.ts';
+import { decisionIdOf, signDecision } from '../../runtime/approvals.ts';
+import { JsonKv } from '../../runtime/json-kv.ts';
+import { subjects as makeSubjects } from '../../runtime/subjects.ts';
+import { taskHistory } from '../../runtime/task-watch.ts';
+import { snapshotEnvelopeSchema, type SnapshotEnvelope } from '../../runtime/wire.ts';
+import { connectClient } from '../connect.ts';
+import type { Command } from '../main.ts';
+import { configFor } from './options.ts';
+
+/** Where an approver's key lives unless `--key` or `TROUPE_APPROVER_KEY` says otherwise. */
+export const DEFAULT_KEY_FILE = path.join(homedir(), '.config', 'troupe', 'approver.nk');
+
+const keyFile = (values: Record<string, unknown>) => (typeof values.key === 'string' ? values.key : (process.env.TROUPE_APPROVER_KEY ?? DEFAULT_KEY_FILE));
+
+export const approverKeyCommand: Command = {
+  summary: 'create an approver key pair (ed25519 nkey) and print the public key for the config',
+  usage: 'troupe approver-key new [--key file] [--name "Ada"]',
+  options: { key: { type: 'string' }, name: { type: 'string' } },
+  async run({ values, positionals }) {
+    if (positionals[0] !== 'new') throw new TerminalError(ErrorCode.invalidInput, 'usage: troupe approver-key new [--key file]');
+    const file = keyFile(values);
+    if (existsSync(file)) throw new TerminalError(ErrorCode.invalidInput, `${file} already exists; move it away or choose another --key`);
+    const pair = createUser();
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, `${new TextDecoder().decode(pair.getSeed())}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+    const entry = { name: typeof values.name === 'string' ? values.name : 'your name', publicKey: pair.getPublicKey() };
+    process.stdout.write(`secret key written to ${file} (mode 600; keep it private)\npublic key: ${pair.getPublicKey()}\n\nadd to troupe.config.json:\n  "approvers": [${JSON.stringify(entry)}]\n`);
+    return 0;
+  },
+};
+
+async function parked(store: JsonKv<SnapshotEnvelope>): Promise<SnapshotEnvelope[]> {
+  const out: SnapshotEnvelope[] = [];
+  for (const key of await store.keys()) {
+    const e = await store.get(key).catch(() => undefined);
+    if (e?.value.status === 'parked' && e.value.pending) out.push(e.value);
+  }
+  return out.sort((a, b) => a.pending!.createdAt - b.pending!.createdAt);
+}
+
+async function openStore(values: Record<string, unknown>) {
+  const loaded = await configFor(values as Record<string, string | boolean | undefined>);
+  const nc = await connectClient(loaded, 'troupe-approver');
+  const s = makeSubjects(loaded.config.prefix);
+  const store = new JsonKv(await new Kvm(jetstream(nc)).open(s.buckets.snapshots), s.buckets.snapshots, snapshotEnvelopeSchema);
+  return { nc, s, store };
+}
+
+export const approvalsCommand: Command = {
+  summary: 'list the requests waiting for an approver, oldest first',
+  usage: 'troupe approvals [--json]',
+  options: { json: { type: 'boolean' } },
+  async run({ values }) {
+    const { nc, store } = await openStore(values);
+    try {
+      const waiting = await parked(store);
+      if (values.json) {
+        for (const e of waiting) process.stdout.write(`${JSON.stringify(e.pending)}\n`);
+        return 0;
+      }
+      if (!waiting.length) process.stdout.write('nothing is waiting for an approver\n');
+      for (const e of waiting) {
+        const p = e.pending!;
+        const mins = Math.round((Date.now() - p.createdAt) / 60_000);
+        process.stdout.write(
+          `${p.requestId}\n  task ${p.taskId} (agent ${p.agent}), waiting ${mins} min\n  ${p.reason}\n  spent so far: $${p.spent.usd.toFixed(4)}, ${p.spent.tokens} tokens, ${p.spent.steps} steps\n  approve adds ${p.ask.amount} to ${p.limit.name}: troupe approve ${p.requestId} --approve [--grant N]\n\n`,
+        );
+      }
+      return 0;
+    } finally {
+      await nc.close();
+    }
+  },
+};
+
+export const approveCommand: Command = {
+  summary: 'decide on a waiting request: sign the decision with your key and send it',
+  usage: 'troupe approve <requestId|taskId> --approve|--reject [--grant amount] [--reason text] [--key file]',
+  options: { approve: { type: 'boolean' }, reject: { type: 'boolean' }, grant: { type: 'string' }, reason: { type: 'string' }, key: { type: 'string' } },
+  async run({ values, positionals }) {
+    const [ref] = positionals;
+    if (!ref || values.approve === values.reject) throw new TerminalError(ErrorCode.invalidInput, 'usage: troupe approve <requestId|taskId> --approve|--reject [--grant amount] [--reason text]');
+    const file = keyFile(values);
+    if (!existsSync(file)) throw new TerminalError(ErrorCode.notFound, `no approver key at ${file}: create one with \`troupe approver-key new\`, or pass --key`);
+    const key = fromSeed(new TextEncoder().encode(readFileSync(file, 'utf8').trim()));
+    const grant = values.grant === undefined ? undefined : Number(values.grant);
+    if (grant !== undefined && !(grant > 0)) throw new TerminalError(ErrorCode.invalidInput, `--grant must be a positive number (got ${values.grant})`);
+    const taskId = ref.split('.')[0]!;
+    const { nc, s, store } = await openStore(values);
+    try {
+      const env = (await store.get(taskId))?.value;
+      if (!env?.pending || env.status !== 'parked') throw new TerminalError(ErrorCode.notFound, `task ${taskId} is not waiting for a decision (see \`troupe approvals\`)`);
+      if (ref !== taskId && ref !== env.pending.requestId) throw new TerminalError(ErrorCode.notFound, `request ${ref} is not pending; task ${taskId} waits on ${env.pending.requestId}`);
+      const decision = signDecision(
+        {
+          v: 1,
+          requestId: env.pending.requestId,
+          taskId,
+          verdict: values.approve ? 'approve' : 'reject',
+          ...(grant !== undefined ? { grant: { amount: grant } } : {}),
+          ...(typeof values.reason === 'string' ? { reason: values.reason } : {}),
+          at: Date.now(),
+        },
+        key,
+      );
+      const js = jetstream(nc);
+      await js.publish(s.decision(taskId), new TextEncoder().encode(JSON.stringify(decision)));
+      // Report what the runtime made of it.
+      for (let i = 0; i < 100; i++) {
+        const events = await taskHistory(js, s, taskId);
+        const id = decisionIdOf(decision);
+        const answer = events.find((e) => (e.type === 'decision' || e.type === 'decision_refused') && e.decisionId === id);
+        if (answer?.type === 'decision') {
+          process.stdout.write(`${decision.verdict === 'approve' ? 'approved' : 'rejected'}: task ${taskId} continues on the next free host\n`);
+          return 0;
+        }
+        if (answer?.type === 'decision_refused') {
+          process.stderr.write(`refused: ${answer.error.code}: ${answer.error.message}\n`);
+          return 1;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      process.stderr.write('the decision is stored, but no host has handled it yet (is a troupe host running?)\n');
+      return 1;
+    } finally {
+      await nc.close();
+    }
+  },
+};
