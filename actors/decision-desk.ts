@@ -86,6 +86,8 @@ export class DecisionDesk {
     if (!verifyDecision(decision)) return refuse(ErrorCode.badSignature, `the signature is not ${approver.name}'s over this decision`);
 
     const pending = env.pending;
+    if (pending.kind !== 'limit') return refuse(ErrorCode.invalidDecision, 'tool approvals are not handled yet');
+    if (decision.verdict === 'edit') return refuse(ErrorCode.invalidDecision, 'a limit can be granted or rejected, not edited');
     const supervisor = TaskSupervisor.restore(env.supervisor);
     supervisor.paused(this.o.clock.now() - pending.createdAt);
     if (decision.verdict === 'approve') supervisor.grant(pending.limit.name as Parameters<TaskSupervisor['grant']>[0], decision.grant?.amount ?? pending.ask.amount);

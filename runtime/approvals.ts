@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { fromPublic, type KeyPair } from '@nats-io/nkeys';
 import { z } from 'zod';
 import { canonicalJson } from '../common/canonical-json.ts';
@@ -10,31 +11,75 @@ import { canonicalJson } from '../common/canonical-json.ts';
 
 const figuresSchema = z.object({ usd: z.number(), tokens: z.number(), steps: z.number() });
 
-export const approvalRequestSchema = z.object({
+const requestBase = {
   v: z.literal(1),
-  /** Unique per escalation; a decision names the request it answers. */
+  /** Unique per request; a decision names the request it answers. */
   requestId: z.string(),
   taskId: z.string(),
   agent: z.string(),
-  kind: z.literal('limit'),
   /** Why a human is asked, in a sentence. */
   reason: z.string(),
+  spent: figuresSchema,
+  createdAt: z.number(),
+};
+
+/** Why a tool call was sent to a human (any number of these). */
+export const escalationReasonSchema = z.enum(['irreversible', 'rule', 'low_confidence', 'untrusted_content', 'unknown_outcome', 'sampled']);
+export type EscalationReason = z.infer<typeof escalationReasonSchema>;
+
+/** A limit was reached: grant more of it, or stop. */
+export const limitRequestSchema = z.object({
+  ...requestBase,
+  kind: z.literal('limit'),
   /** The limit reached and its figures. */
   limit: z.object({ name: z.string(), used: z.number(), max: z.number(), message: z.string() }),
   /** What granting adds by default (a decision may grant another amount). */
   ask: z.object({ amount: z.number() }),
-  spent: figuresSchema,
-  createdAt: z.number(),
 });
+
+/** A tool call that needs a human before it runs: approve, edit the arguments, or reject. */
+export const toolRequestSchema = z.object({
+  ...requestBase,
+  kind: z.literal('tool'),
+  reasons: z.array(escalationReasonSchema).min(1),
+  tool: z.object({
+    name: z.string(),
+    description: z.string(),
+    reversibility: z.enum(['read', 'reversible', 'irreversible']),
+    /** JSON Schema of the arguments: what an edit must satisfy. */
+    inputSchema: z.record(z.string(), z.unknown()),
+  }),
+  /** The validated arguments the agent wants to call the tool with. */
+  args: z.unknown(),
+  /** `argsHash(args)`: an approval is bound to exactly these arguments. */
+  argsHash: z.string(),
+  /** The agent's own words before the call, and its stated confidence (0..1) if it gave one. */
+  rationale: z.string().optional(),
+  confidence: z.number().min(0).max(1).optional(),
+  /** The task's input, for context. */
+  taskInput: z.unknown(),
+  /** After this (epoch ms) the request expires and the call is treated as rejected. */
+  deadlineAt: z.number().optional(),
+});
+
+export const approvalRequestSchema = z.discriminatedUnion('kind', [limitRequestSchema, toolRequestSchema]);
 export type ApprovalRequest = z.infer<typeof approvalRequestSchema>;
 
 const decisionBodySchema = z.object({
   v: z.literal(1),
   requestId: z.string(),
   taskId: z.string(),
-  verdict: z.enum(['approve', 'reject']),
+  /** `edit` approves the call with changed arguments (tool requests only). */
+  verdict: z.enum(['approve', 'reject', 'edit']),
   /** For a limit: how much to add (default: the request's ask). */
   grant: z.object({ amount: z.number().positive() }).optional(),
+  /**
+   * For a tool call: the hash of the exact arguments approved (the request's `argsHash` for
+   * approve, `argsHash(args)` for edit). A decision whose hash does not match is refused.
+   */
+  argsHash: z.string().optional(),
+  /** For an edit: the new arguments (re-validated against the tool's schema by the host). */
+  args: z.unknown().optional(),
   reason: z.string().max(2000).optional(),
   /** The approver's public nkey (`U...`). */
   approver: z.string(),
@@ -55,6 +100,11 @@ export function signDecision(body: Omit<DecisionBody, 'approver'>, key: KeyPair)
   const full: DecisionBody = { ...body, approver: key.getPublicKey() };
   const signature = Buffer.from(key.sign(encoder.encode(canonicalJson(full)))).toString('base64url');
   return { ...full, signature };
+}
+
+/** The hash an approval of these arguments is bound to (sha256 of their canonical JSON). */
+export function argsHash(args: unknown): string {
+  return createHash('sha256').update(canonicalJson(args)).digest('base64url');
 }
 
 /** A decision's own identity (from its signature), to tell two decisions on one request apart. */

@@ -4,11 +4,10 @@ import path from 'node:path';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { createUser, fromSeed } from '@nats-io/nkeys';
+import { ApproverClient } from '../../human/approver-client.ts';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
-import { decisionIdOf, signDecision } from '../../runtime/approvals.ts';
 import { JsonKv } from '../../runtime/json-kv.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
-import { taskHistory } from '../../runtime/task-watch.ts';
 import { snapshotEnvelopeSchema, type SnapshotEnvelope } from '../../runtime/wire.ts';
 import { connectClient } from '../connect.ts';
 import type { Command } from '../main.ts';
@@ -69,6 +68,7 @@ export const approvalsCommand: Command = {
       if (!waiting.length) process.stdout.write('nothing is waiting for an approver\n');
       for (const e of waiting) {
         const p = e.pending!;
+        if (p.kind !== 'limit') continue;
         const mins = Math.round((Date.now() - p.createdAt) / 60_000);
         process.stdout.write(
           `${p.requestId}\n  task ${p.taskId} (agent ${p.agent}), waiting ${mins} min\n  ${p.reason}\n  spent so far: $${p.spent.usd.toFixed(4)}, ${p.spent.tokens} tokens, ${p.spent.steps} steps\n  approve adds ${p.ask.amount} to ${p.limit.name}: troupe approve ${p.requestId} --approve [--grant N]\n\n`,
@@ -94,44 +94,22 @@ export const approveCommand: Command = {
     const grant = values.grant === undefined ? undefined : Number(values.grant);
     if (grant !== undefined && !(grant > 0)) throw new TerminalError(ErrorCode.invalidInput, `--grant must be a positive number (got ${values.grant})`);
     const taskId = ref.split('.')[0]!;
-    const { nc, s, store } = await openStore(values);
+    const loaded = await configFor(values);
+    const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-approver'), { prefix: loaded.config.prefix, key });
     try {
-      const env = (await store.get(taskId))?.value;
-      if (!env?.pending || env.status !== 'parked') throw new TerminalError(ErrorCode.notFound, `task ${taskId} is not waiting for a decision (see \`troupe approvals\`)`);
-      if (ref !== taskId && ref !== env.pending.requestId) throw new TerminalError(ErrorCode.notFound, `request ${ref} is not pending; task ${taskId} waits on ${env.pending.requestId}`);
-      const decision = signDecision(
-        {
-          v: 1,
-          requestId: env.pending.requestId,
-          taskId,
-          verdict: values.approve ? 'approve' : 'reject',
-          ...(grant !== undefined ? { grant: { amount: grant } } : {}),
-          ...(typeof values.reason === 'string' ? { reason: values.reason } : {}),
-          at: Date.now(),
-        },
-        key,
-      );
-      const js = jetstream(nc);
-      await js.publish(s.decision(taskId), new TextEncoder().encode(JSON.stringify(decision)));
-      // Report what the runtime made of it.
-      for (let i = 0; i < 100; i++) {
-        const events = await taskHistory(js, s, taskId);
-        const id = decisionIdOf(decision);
-        const answer = events.find((e) => (e.type === 'decision' || e.type === 'decision_refused') && e.decisionId === id);
-        if (answer?.type === 'decision') {
-          process.stdout.write(`${decision.verdict === 'approve' ? 'approved' : 'rejected'}: task ${taskId} continues on the next free host\n`);
-          return 0;
-        }
-        if (answer?.type === 'decision_refused') {
-          process.stderr.write(`refused: ${answer.error.code}: ${answer.error.message}\n`);
-          return 1;
-        }
-        await new Promise((r) => setTimeout(r, 100));
+      const request = (await client.pending()).find((r) => r.taskId === taskId);
+      if (!request) throw new TerminalError(ErrorCode.notFound, `task ${taskId} is not waiting for a decision (see \`troupe approvals\`)`);
+      if (ref !== taskId && ref !== request.requestId) throw new TerminalError(ErrorCode.notFound, `request ${ref} is not pending; task ${taskId} waits on ${request.requestId}`);
+      const reason = typeof values.reason === 'string' ? { reason: values.reason } : {};
+      const result = await client.decide(request, values.approve ? { verdict: 'approve', ...(grant !== undefined ? { grant } : {}), ...reason } : { verdict: 'reject', ...reason });
+      if (result.ok) {
+        process.stdout.write(`${values.approve ? 'approved' : 'rejected'}: task ${taskId} continues on the next free host\n`);
+        return 0;
       }
-      process.stderr.write('the decision is stored, but no host has handled it yet (is a troupe host running?)\n');
+      process.stderr.write(`refused: ${result.error.code}: ${result.error.message}\n`);
       return 1;
     } finally {
-      await nc.close();
+      await client.close();
     }
   },
 };
