@@ -21,6 +21,20 @@ export interface AgentLimits {
   onBreach?: Partial<Record<LimitName, BreachPolicy>>;
 }
 
+/**
+ * Which tool calls need an approver. Irreversible tools always do, unless listed in
+ * `autoApprove` (recorded as auto-approved); even then, once untrusted content is in the
+ * task's context they do again. `rules` send any call to a human when they return a reason.
+ */
+export interface ApprovalPolicy {
+  /** Irreversible tools this agent may call without asking. @default [] */
+  autoApprove?: string[];
+  /** Per tool: a reason to ask a human about these (parsed) arguments, or undefined. */
+  rules?: Record<string, (args: any) => string | undefined>;
+  /** How long a request may wait before it expires (treated as rejected). @default none */
+  deadlineMs?: number;
+}
+
 /** The limits of one task, resolved from config, agent and task budget. */
 export interface ResolvedLimits {
   steps: number;
@@ -58,6 +72,8 @@ interface AgentCommon<I> {
   /** Tools the model may call. @default [] */
   tools?: Tool<any, any>[];
   limits?: AgentLimits;
+  /** When a tool call needs a human before it runs. */
+  approvals?: ApprovalPolicy;
   /**
    * This agent's model routing by step role, over the config's `model.routing`
    * (for example `{ plan: { model: 'claude-opus-4-6', maxTokens: 8192 } }`).
@@ -95,6 +111,7 @@ export interface Agent<I = unknown> {
   readonly tools: ReadonlyMap<string, Tool<any, any>>;
   readonly limits: AgentLimits;
   readonly models: Readonly<Record<string, { model: string; maxTokens: number }>>;
+  readonly approvals: ApprovalPolicy;
   readonly contextTokens: number;
   readonly machine: AnyStateMachine;
   readonly machineInput: (start: TaskStart<I>) => unknown;
@@ -120,6 +137,7 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     tools,
     limits: { ...definition.limits },
     models: { ...definition.models },
+    approvals: { ...definition.approvals },
     contextTokens: definition.contextTokens ?? 100_000,
   };
   if ('machine' in definition) {

@@ -4,7 +4,9 @@ import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
 import { ErrorCode } from '../common/errors.ts';
 import type { TroupeConfig } from '../config/schema.ts';
-import { decisionIdOf, decisionSchema, verifyDecision, type Decision } from '../runtime/approvals.ts';
+import { argsHash, decisionIdOf, decisionSchema, verifyDecision, type Decision } from '../runtime/approvals.ts';
+import { formatIssues } from '../config/load.ts';
+import type { Agent } from './agent.ts';
 import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
 import { Headers, type Subjects } from '../runtime/subjects.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
@@ -18,6 +20,8 @@ export interface DecisionDeskOptions {
   store: JsonKv<SnapshotEnvelope>;
   events: TaskEvents;
   approvers: TroupeConfig['approvers'];
+  /** The agents this host runs, to re-validate edited tool arguments. */
+  agents: ReadonlyMap<string, Agent<any>>;
   hostId: string;
   clock: Clock;
   logger: Logger;
@@ -86,15 +90,45 @@ export class DecisionDesk {
     if (!verifyDecision(decision)) return refuse(ErrorCode.badSignature, `the signature is not ${approver.name}'s over this decision`);
 
     const pending = env.pending;
-    if (pending.kind !== 'limit') return refuse(ErrorCode.invalidDecision, 'tool approvals are not handled yet');
-    if (decision.verdict === 'edit') return refuse(ErrorCode.invalidDecision, 'a limit can be granted or rejected, not edited');
     const supervisor = TaskSupervisor.restore(env.supervisor);
     supervisor.paused(this.o.clock.now() - pending.createdAt);
-    if (decision.verdict === 'approve') supervisor.grant(pending.limit.name as Parameters<TaskSupervisor['grant']>[0], decision.grant?.amount ?? pending.ask.amount);
-    else supervisor.deny(decision.reason ?? `rejected by ${approver.name}`);
+    let approvals = env.approvals;
+    if (pending.kind === 'limit') {
+      if (decision.verdict === 'edit') return refuse(ErrorCode.invalidDecision, 'a limit can be granted or rejected, not edited');
+      if (decision.verdict === 'approve') supervisor.grant(pending.limit.name as Parameters<TaskSupervisor['grant']>[0], decision.grant?.amount ?? pending.ask.amount);
+      else supervisor.deny(decision.reason ?? `rejected by ${approver.name}`);
+    } else {
+      let args: unknown;
+      if (decision.verdict === 'approve') {
+        // An approval covers exactly the arguments it was shown.
+        if (decision.argsHash !== pending.argsHash) return refuse(ErrorCode.argsHashMismatch, `the decision approves arguments with hash ${decision.argsHash ?? '(none)'}, but the request's are ${pending.argsHash}`);
+      } else if (decision.verdict === 'edit') {
+        if (decision.args === undefined || decision.argsHash !== argsHash(decision.args)) return refuse(ErrorCode.argsHashMismatch, 'an edit must carry the new arguments and their hash');
+        const tool = this.o.agents.get(env.agent)?.tools.get(pending.tool.name);
+        if (!tool) return refuse(ErrorCode.invalidEdit, `this host does not know tool ${pending.tool.name} of agent ${env.agent}`);
+        const parsed = tool.input.safeParse(decision.args);
+        if (!parsed.success) return refuse(ErrorCode.invalidEdit, `the edited arguments do not match ${tool.name}'s schema:\n${formatIssues(parsed.error)}`);
+        const objection = await tool.validate?.(parsed.data);
+        if (objection) return refuse(ErrorCode.invalidEdit, `${tool.name} refused the edited arguments: ${objection}`);
+        args = parsed.data;
+      }
+      approvals = {
+        ...approvals,
+        [pending.callKey]: { verdict: decision.verdict, ...(args !== undefined ? { args } : {}), ...(decision.reason ? { reason: decision.reason } : {}), approver: approver.name, at: decision.at },
+      };
+    }
     const token = `${this.o.hostId}:decision:${decision.requestId}`;
     const { pending: _answered, ...rest } = env;
-    const woken: SnapshotEnvelope = { ...rest, status: 'running', supervisor: supervisor.persisted(), deadlineAt: supervisor.deadlineAt, handover: { token }, owner: null, updatedAt: this.o.clock.now() };
+    const woken: SnapshotEnvelope = {
+      ...rest,
+      status: 'running',
+      supervisor: supervisor.persisted(),
+      deadlineAt: supervisor.deadlineAt,
+      ...(approvals ? { approvals } : {}),
+      handover: { token },
+      owner: null,
+      updatedAt: this.o.clock.now(),
+    };
     try {
       await this.o.store.update(taskId, woken, stored.revision);
     } catch (err) {

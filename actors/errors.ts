@@ -32,3 +32,19 @@ export class RecordedEffectError extends TerminalError {
 export class LimitReachedSignal extends Error {
   override readonly name = 'LimitReachedSignal';
 }
+
+/**
+ * Thrown inside the tools effect when a call needs an approver. It never reaches the machine:
+ * the runner parks the task with an approval request for this call.
+ */
+export class ApprovalNeededSignal extends Error {
+  override readonly name = 'ApprovalNeededSignal';
+  constructor(
+    readonly callKey: string,
+    readonly tool: import('../sandbox/tool.ts').Tool<any, any>,
+    readonly args: unknown,
+    readonly need: import('./approval-policy.ts').ApprovalNeed,
+  ) {
+    super(`call ${callKey} of "${tool.name}" needs an approver`);
+  }
+}

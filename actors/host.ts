@@ -97,6 +97,7 @@ export class Host implements AsyncDisposable {
       store: this.store,
       events: this.events,
       approvers: config.approvers,
+      agents: this.agents,
       hostId: this.hostId,
       clock: this.clock,
       logger: this.log,

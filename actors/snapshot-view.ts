@@ -44,3 +44,11 @@ export function partialOf(snapshot: AnyMachineSnapshot): unknown {
   }
   return null;
 }
+
+/** The task's input as the machine keeps it: `context.input`, or the first user message. */
+export function taskInputOf(snapshot: AnyMachineSnapshot): unknown {
+  const context = snapshot.context as { input?: unknown; messages?: Message[] } | undefined;
+  if (context?.input !== undefined) return context.input;
+  const first = context?.messages?.[0];
+  return first ? (typeof first.content === 'string' ? first.content : textOf(first.content)) : null;
+}

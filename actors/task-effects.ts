@@ -5,7 +5,7 @@ import { LimitReachedSignal } from './errors.ts';
 import { runModelEffect } from './model-effect.ts';
 import type { TaskRunnerDeps } from './task-runner.ts';
 import type { TaskSupervisor } from './task-supervisor.ts';
-import { runToolsEffect } from './tool-effect.ts';
+import { runToolsEffect, type RecordedDecision } from './tool-effect.ts';
 
 type Usage = NonNullable<SnapshotEnvelope['usage']>;
 
@@ -21,6 +21,10 @@ export interface TaskEffectsOptions {
   count: (change: (usage: Usage) => Usage) => void;
   /** Lets the task act on a breach the supervisor just recorded. */
   actOnVerdict: () => void;
+  /** Approvers' recorded decisions on this task's tool calls. */
+  decision: (callKey: string) => RecordedDecision | undefined;
+  tainted: () => boolean;
+  taint: () => void;
 }
 
 /**
@@ -88,6 +92,10 @@ export class TaskEffects {
       {
         gateway: deps.gateway,
         breakers: deps.breakers,
+        policy: agent.approvals,
+        decision: this.o.decision,
+        tainted: this.o.tainted,
+        taint: this.o.taint,
         taskId,
         tools: agent.tools,
         now: () => deps.clock.now(),

@@ -5,7 +5,7 @@ import { ensureError, ErrorCode } from '../common/errors.ts';
 import { agentLoopMachine } from '../machines/agent-loop.machine.ts';
 import type { ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import type { Breach } from '../machines/supervisor.machine.ts';
-import type { ApprovalRequest } from '../runtime/approvals.ts';
+import { argsHash, type ApprovalRequest } from '../runtime/approvals.ts';
 import type { MachineOutcome } from '../machines/outcome.ts';
 import type { JsonKv } from '../runtime/json-kv.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
@@ -13,10 +13,10 @@ import type { SnapshotEnvelope, TaskOutcome, WireErrorPayload } from '../runtime
 import type { Agent, ResolvedLimits } from './agent.ts';
 import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
-import { LimitReachedSignal } from './errors.ts';
+import { ApprovalNeededSignal, LimitReachedSignal } from './errors.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
-import { partialOf, stateString, stepOf, toTaskOutcome } from './snapshot-view.ts';
+import { partialOf, stateString, stepOf, taskInputOf, toTaskOutcome } from './snapshot-view.ts';
 import { TaskSupervisor } from './task-supervisor.ts';
 import { ProgressStream, TaskEffects } from './task-effects.ts';
 
@@ -82,6 +82,8 @@ export class TaskRunner {
   private outcome: TaskOutcome | undefined;
   /** The approval request this task parked on. */
   private pending: ApprovalRequest | undefined;
+  /** Untrusted content is in the conversation (persisted with every write). */
+  private tainted = false;
   private forceWrite = false;
   /** Running totals for `troupe status`; owned here and composed into every write. */
   private usage: NonNullable<SnapshotEnvelope['usage']>;
@@ -114,7 +116,13 @@ export class TaskRunner {
       progress: this.progress,
       count: (change) => (this.usage = change(this.usage)),
       actOnVerdict: () => this.actOnVerdict(),
+      decision: (callKey) => this.base.approvals?.[callKey],
+      tainted: () => this.tainted,
+      taint: () => {
+        this.tainted = true;
+      },
     });
+    this.tainted = base.tainted ?? false;
   }
 
   /**
@@ -270,7 +278,8 @@ export class TaskRunner {
     try {
       return await run();
     } catch (err) {
-      if (!(err instanceof LimitReachedSignal)) throw err;
+      if (err instanceof ApprovalNeededSignal) void this.park(this.toolRequest(err));
+      else if (!(err instanceof LimitReachedSignal)) throw err;
       refused = true;
     } finally {
       this.inFlight--;
@@ -290,7 +299,7 @@ export class TaskRunner {
     const { breach, action } = verdict;
     this.deps.events.emit(this.taskId, { type: 'limit', limit: breach.limit, used: breach.used, max: breach.max, message: breach.message, action }, `${this.taskId}:limit:${breach.limit}:${breach.max}`);
     if (action === 'escalate') {
-      void this.park(breach);
+      void this.park(this.limitRequest(breach));
       return;
     }
     const details = { limit: breach.limit, used: breach.used, max: breach.max, partial: partialOf(this.actor.getSnapshot() as AnyMachineSnapshot) };
@@ -318,36 +327,71 @@ export class TaskRunner {
    * (durably: approvers may be offline). The host then lets go of the task; a decision wakes it
    * on any host.
    */
-  private async park(breach: Breach): Promise<void> {
+  private async park(request: ApprovalRequest): Promise<void> {
     if (this.ending) return;
     this.ending = true;
     this.draining = true;
     clearTimeout(this.deadlineTimer);
     if (this.inFlight > 0) await Promise.race([new Promise<void>((r) => (this.idle = r)), this.deps.clock.sleep(this.deps.drainTimeoutMs)]);
     this.freeze();
+    this.pending = request;
+    try {
+      await this.checkpoint(true);
+      await this.deps.events.requestApproval(this.pending);
+      this.deps.events.emit(this.taskId, { type: 'escalated', requestId: this.pending.requestId, reason: this.pending.reason }, `${this.pending.requestId}:escalated`);
+      this.log.info({ requestId: this.pending.requestId, kind: this.pending.kind }, 'task parked for an approver');
+      this.end('parked');
+    } catch (err) {
+      this.log.warn({ err }, 'task could not be parked; leaving it to be resumed');
+      this.end('abandoned');
+    }
+  }
+
+  private spent() {
     const { used } = this.supervisor.context;
-    this.pending = {
+    return { usd: used.usd, tokens: used.tokens, steps: used.steps };
+  }
+
+  /** Asks for more of a limit that was reached. */
+  private limitRequest(breach: Breach): ApprovalRequest {
+    return {
       v: 1,
-      requestId: `${this.taskId}.${breach.limit}.${used.steps}.${breach.max}`,
+      requestId: `${this.taskId}.${breach.limit}.${this.supervisor.context.used.steps}.${breach.max}`,
       taskId: this.taskId,
       agent: this.agent.name,
       kind: 'limit',
       reason: `${breach.message}. Grant more to let the task continue from where it stopped.`,
       limit: { name: breach.limit, used: breach.used, max: breach.max, message: breach.message },
       ask: { amount: breach.max },
-      spent: { usd: used.usd, tokens: used.tokens, steps: used.steps },
+      spent: this.spent(),
       createdAt: this.deps.clock.now(),
     };
-    try {
-      await this.checkpoint(true);
-      await this.deps.events.requestApproval(this.pending);
-      this.deps.events.emit(this.taskId, { type: 'escalated', requestId: this.pending.requestId, reason: this.pending.reason }, `${this.pending.requestId}:escalated`);
-      this.log.info({ requestId: this.pending.requestId, limit: breach.limit }, 'task parked for an approver');
-      this.end('parked');
-    } catch (err) {
-      this.log.warn({ err }, 'task could not be parked; leaving it to be resumed');
-      this.end('abandoned');
-    }
+  }
+
+  /** Asks whether a tool call may run, with everything an approver needs to decide. */
+  private toolRequest(signal: ApprovalNeededSignal): ApprovalRequest {
+    const { tool, args, need, callKey } = signal;
+    const now = this.deps.clock.now();
+    const snapshot = this.actor.getSnapshot() as AnyMachineSnapshot;
+    const rationale = partialOf(snapshot);
+    return {
+      v: 1,
+      requestId: `${this.taskId}.tool.${callKey.split('/').slice(1).join('-')}`,
+      taskId: this.taskId,
+      agent: this.agent.name,
+      kind: 'tool',
+      callKey,
+      reason: `${tool.name} needs approval: ${need.details.join('; ')}`,
+      reasons: need.reasons,
+      tool: { name: tool.name, description: tool.description, reversibility: tool.reversibility, inputSchema: tool.inputJsonSchema },
+      args,
+      argsHash: argsHash(args),
+      ...(typeof rationale === 'string' ? { rationale } : {}),
+      taskInput: taskInputOf(snapshot),
+      spent: this.spent(),
+      createdAt: now,
+      ...(this.agent.approvals.deadlineMs ? { deadlineAt: now + this.agent.approvals.deadlineMs } : {}),
+    };
   }
 
   /**
@@ -453,6 +497,7 @@ export class TaskRunner {
       supervisor: this.supervisor.persisted(),
       deadlineAt: this.supervisor.deadlineAt,
       usage: this.usage,
+      ...(this.tainted ? { tainted: true } : {}),
       ...(outcome ? { outcome } : {}),
       ...(this.pending ? { pending: this.pending } : {}),
     };

@@ -1,15 +1,28 @@
 import { toWireError } from '../common/errors.ts';
 import type { ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import type { SnapshotEnvelope } from '../runtime/wire.ts';
 import { InvalidToolOutputError, ToolRejectedError, ToolTimeoutError, ToolUnavailableError } from '../sandbox/errors.ts';
 import { admitCall } from '../sandbox/gates.ts';
 import type { Tool } from '../sandbox/tool.ts';
 import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
-import { UnknownOutcomeError } from './errors.ts';
+import type { ApprovalPolicy } from './agent.ts';
+import { approvalNeed } from './approval-policy.ts';
+import { ApprovalNeededSignal, UnknownOutcomeError } from './errors.ts';
+
+/** An approver's decision on one tool call, as recorded in the task's envelope. */
+export type RecordedDecision = NonNullable<SnapshotEnvelope['approvals']>[string];
 
 /** What a task lends its tool effect. */
 export interface ToolEffectDeps {
   gateway: EffectGateway;
+  /** The agent's approval policy. */
+  policy: ApprovalPolicy;
+  /** An approver's recorded decision on a call, if there is one. */
+  decision: (callKey: string) => RecordedDecision | undefined;
+  /** Whether untrusted content is in the conversation; `taint()` records that it now is. */
+  tainted: () => boolean;
+  taint: () => void;
   breakers: Breakers;
   taskId: string;
   tools: ReadonlyMap<string, Tool<any, any>>;
@@ -27,7 +40,20 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
   for (const call of input.calls) {
     const started = deps.now();
     try {
-      const { tool, input: args } = await admitCall(deps.tools, call.name, call.input);
+      const { tool, input: proposed } = await admitCall(deps.tools, call.name, call.input);
+      const decided = deps.decision(call.key);
+      if (decided?.verdict === 'reject') {
+        const error = { code: 'rejected_by_approver', message: `${decided.approver} rejected this call${decided.reason ? `: ${decided.reason}` : ''}. Do not retry it as is; choose another way or ask the user.` };
+        deps.onResult({ key: call.key, tool: tool.name, status: 'rejected', error, latencyMs: 0, replayed: false });
+        results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify({ error }), is_error: true });
+        continue;
+      }
+      if (!decided) {
+        const need = approvalNeed(deps.policy, tool, proposed, deps.tainted());
+        if (need.reasons.length) throw new ApprovalNeededSignal(call.key, tool, proposed, need);
+      }
+      // An edit was re-validated against the tool's schema when the decision was accepted.
+      const args = decided?.verdict === 'edit' ? decided.args : proposed;
       const { result, replayed } = await deps.gateway.run<unknown>({
         key: call.key,
         kind: 'tool',
@@ -46,10 +72,11 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
         // whatever the breaker says now.
         execute: () => guarded(deps.breakers, tool, () => runWithTimeout(tool, args, { key: call.key, taskId: deps.taskId, signal }), signal),
       });
+      if (tool.untrusted) deps.taint();
       deps.onResult({ key: call.key, tool: tool.name, status: 'succeeded', latencyMs: deps.now() - started, replayed });
       results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify(result) });
     } catch (err) {
-      if (err instanceof UnknownOutcomeError || signal.aborted) throw err;
+      if (err instanceof UnknownOutcomeError || err instanceof ApprovalNeededSignal || signal.aborted) throw err;
       const wire = toWireError(err);
       const status = err instanceof ToolRejectedError ? 'rejected' : err instanceof ToolUnavailableError ? 'unavailable' : 'failed';
       deps.onResult({ key: call.key, tool: call.name, status, error: wire, latencyMs: deps.now() - started, replayed: false });

@@ -33,6 +33,8 @@ export const ErrorCode = {
   unknownApprover: 'unknown_approver',
   approverNotAllowed: 'approver_not_allowed',
   badSignature: 'bad_signature',
+  argsHashMismatch: 'args_hash_mismatch',
+  invalidEdit: 'invalid_edit',
   // effects
   effectFailed: 'effect_failed',
   unknownOutcome: 'unknown_outcome',

@@ -41,6 +41,8 @@ export const limitRequestSchema = z.object({
 export const toolRequestSchema = z.object({
   ...requestBase,
   kind: z.literal('tool'),
+  /** The call's idempotency key: the decision is recorded for this call only. */
+  callKey: z.string(),
   reasons: z.array(escalationReasonSchema).min(1),
   tool: z.object({
     name: z.string(),

@@ -1,4 +1,4 @@
-import { JetStreamApiError } from '@nats-io/jetstream';
+import { JetStreamApiError, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { z } from 'zod';
 import { ErrorCode, RetryableError, TerminalError } from '../common/errors.ts';
@@ -36,11 +36,16 @@ const decoder = new TextDecoder();
  * {@link create} only if absent, {@link update} only at the revision last seen.
  */
 export class JsonKv<T> {
+  private readonly jsm: JetStreamManager;
+
   constructor(
     readonly kv: KV,
     readonly bucket: string,
     private readonly schema: z.ZodType<T>,
-  ) {}
+  ) {
+    // The KV client's own manager: same connection, no second handshake.
+    this.jsm = (kv as unknown as { jsm: JetStreamManager }).jsm;
+  }
 
   async get(key: string): Promise<Versioned<T> | undefined> {
     const entry = await this.kv.get(key);
@@ -63,10 +68,15 @@ export class JsonKv<T> {
     return this.kv.put(key, encoder.encode(JSON.stringify(value)));
   }
 
-  async keys(filter?: string): Promise<string[]> {
-    const out: string[] = [];
-    for await (const k of await this.kv.keys(filter)) out.push(k);
-    return out;
+  /**
+   * Every key with a value, read from the bucket stream's subject index in one request.
+   * (nats.js's `kv.keys()` runs a consumer that can wait forever while keys are being written.)
+   */
+  async keys(): Promise<string[]> {
+    const stream = `KV_${this.bucket}`;
+    const prefix = `$KV.${this.bucket}.`;
+    const info = await this.jsm.streams.info(stream, { subjects_filter: `${prefix}>` });
+    return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
   }
 
   private decode(key: string, bytes: Uint8Array): T {

@@ -109,7 +109,7 @@ export const taskEventSchema = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
   z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string() }),
-  z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject']), approver: z.string(), approverName: z.string() }),
+  z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string() }),
   z.object({ type: z.literal('decision_refused'), ...eventBase, decisionId: z.string().optional(), requestId: z.string().optional(), error: wireErrorSchema }),
   z.object({ type: z.literal('done'), ...eventBase, output: z.unknown() }),
   z.object({ type: z.literal('failed'), ...eventBase, error: wireErrorSchema }),
@@ -159,6 +159,12 @@ export const snapshotEnvelopeV1Schema = z.object({
   state: z.string(),
   step: z.number(),
   snapshot: z.unknown(),
+  /** Approvers' decisions on tool calls, by call key: what the call may (or may not) run with. */
+  approvals: z
+    .record(z.string(), z.object({ verdict: z.enum(['approve', 'reject', 'edit']), args: z.unknown().optional(), reason: z.string().optional(), approver: z.string(), at: z.number() }))
+    .optional(),
+  /** Untrusted content (output of a tool marked `untrusted`) has entered the conversation. */
+  tainted: z.boolean().optional(),
   /** The approval request a parked task waits on. */
   pending: approvalRequestSchema.optional(),
   /** The task's supervisor (budget, limits), persisted with the agent in the same write. */

@@ -29,6 +29,12 @@ export interface ToolDefinition<I = unknown, O = unknown> {
   reversibility?: Reversibility;
   /** @default "inline" */
   isolation?: Isolation;
+  /**
+   * Its output comes from outside (web pages, emails, tickets) and may carry injected
+   * instructions: once it is in a task's context, irreversible tools need a human.
+   * @default false
+   */
+  untrusted?: boolean;
   /** Longest a call may run. @default 30000 */
   timeoutMs?: number;
   /** Semantic checks on parsed arguments before any side effect; return a reason to refuse. */
@@ -42,7 +48,7 @@ export interface ToolDefinition<I = unknown, O = unknown> {
 }
 
 /** A validated tool, ready for the gates and the runner. */
-export interface Tool<I = unknown, O = unknown> extends Required<Pick<ToolDefinition<I, O>, 'name' | 'description' | 'input' | 'output' | 'reversibility' | 'isolation' | 'timeoutMs' | 'run'>> {
+export interface Tool<I = unknown, O = unknown> extends Required<Pick<ToolDefinition<I, O>, 'name' | 'description' | 'input' | 'output' | 'reversibility' | 'isolation' | 'timeoutMs' | 'untrusted' | 'run'>> {
   validate: ToolDefinition<I, O>['validate'];
   reconcile: ToolDefinition<I, O>['reconcile'];
   /** The input schema as JSON Schema, for the model's tool list. */
@@ -71,6 +77,7 @@ export function defineTool<I, O>(definition: ToolDefinition<I, O>): Tool<I, O> {
     reversibility,
     isolation: definition.isolation ?? 'inline',
     timeoutMs: definition.timeoutMs ?? 30_000,
+    untrusted: definition.untrusted ?? false,
     validate: definition.validate,
     reconcile: definition.reconcile,
     run: definition.run,

@@ -36,6 +36,7 @@ function agentFor(hostName: string) {
     description: 'one tool call, then done',
     input: z.object({ slow: z.boolean().default(false) }),
     tools: [record],
+    approvals: { autoApprove: ['record'] },
     prompt: (i) => JSON.stringify(i),
   });
 }
