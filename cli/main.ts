@@ -2,6 +2,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { TroupeError } from '../common/errors.ts';
 import { agentsCommand } from './commands/agents.ts';
 import { approvalsCommand, approveCommand, approverKeyCommand } from './commands/approve.ts';
+import { approverCommand } from './commands/approver.ts';
+import { natsConfigCommand } from './commands/nats-config.ts';
 import { breakersCommand } from './commands/breakers.ts';
 import { demoCommand } from './commands/demo.ts';
 import { hostCommand, upCommand } from './commands/up.ts';
@@ -28,6 +30,8 @@ const commands: Record<string, Command> = {
   approvals: approvalsCommand,
   approve: approveCommand,
   'approver-key': approverKeyCommand,
+  approver: approverCommand,
+  'nats-config': natsConfigCommand,
   demo: demoCommand,
   simulator: simulatorCommand,
 };

@@ -20,6 +20,9 @@ fi
 missing=""
 command -v nats-server >/dev/null 2>&1 || missing="$missing nats-server"
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
+# The approver page's browser test and the terminal approver's test drive real programs.
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v tmux >/dev/null 2>&1 || missing="$missing tmux"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     echo "troupe: installing$missing from apt..." >&2
@@ -29,7 +32,8 @@ if [ -n "$missing" ]; then
     apt-get install -y -qq $missing >&2
   else
     echo "troupe needs:$missing. Install with: sudo apt-get install$missing" >&2
-    echo "(or set NATS_URL to an existing NATS server with JetStream enabled)" >&2
+    echo "(or set NATS_URL to an existing NATS server with JetStream enabled;" >&2
+    echo " without chromium or tmux the browser and terminal tests are skipped)" >&2
     case "$missing" in *nats-server*) [ -n "$NATS_URL" ] || exit 1 ;; esac
   fi
 fi

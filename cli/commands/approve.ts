@@ -1,9 +1,10 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { createUser, fromSeed } from '@nats-io/nkeys';
+import { createUser } from '@nats-io/nkeys';
+import { runInteractiveApprover } from '../../human/terminal/interactive-approve.ts';
+import { approverKeyFile, loadApproverKey } from '../approver-key.ts';
 import { ApproverClient } from '../../human/approver-client.ts';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
 import { JsonKv } from '../../runtime/json-kv.ts';
@@ -13,10 +14,6 @@ import { connectClient } from '../connect.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
 
-/** Where an approver's key lives unless `--key` or `TROUPE_APPROVER_KEY` says otherwise. */
-export const DEFAULT_KEY_FILE = path.join(homedir(), '.config', 'troupe', 'approver.nk');
-
-const keyFile = (values: Record<string, unknown>) => (typeof values.key === 'string' ? values.key : (process.env.TROUPE_APPROVER_KEY ?? DEFAULT_KEY_FILE));
 
 export const approverKeyCommand: Command = {
   summary: 'create an approver key pair (ed25519 nkey) and print the public key for the config',
@@ -24,7 +21,7 @@ export const approverKeyCommand: Command = {
   options: { key: { type: 'string' }, name: { type: 'string' } },
   async run({ values, positionals }) {
     if (positionals[0] !== 'new') throw new TerminalError(ErrorCode.invalidInput, 'usage: troupe approver-key new [--key file]');
-    const file = keyFile(values);
+    const file = approverKeyFile(values);
     if (existsSync(file)) throw new TerminalError(ErrorCode.invalidInput, `${file} already exists; move it away or choose another --key`);
     const pair = createUser();
     mkdirSync(path.dirname(file), { recursive: true });
@@ -82,15 +79,14 @@ export const approvalsCommand: Command = {
 };
 
 export const approveCommand: Command = {
-  summary: 'decide on a waiting request: sign the decision with your key and send it',
-  usage: 'troupe approve <requestId|taskId> --approve|--reject [--grant amount] [--reason text] [--key file]',
+  summary: 'decide on waiting requests: interactively, or one request with --approve|--reject',
+  usage: 'troupe approve [--key file]   |   troupe approve <requestId|taskId> --approve|--reject [--grant amount] [--reason text] [--key file]',
   options: { approve: { type: 'boolean' }, reject: { type: 'boolean' }, grant: { type: 'string' }, reason: { type: 'string' }, key: { type: 'string' } },
   async run({ values, positionals }) {
     const [ref] = positionals;
+    if (!ref && !values.approve && !values.reject) return interactive(values);
     if (!ref || values.approve === values.reject) throw new TerminalError(ErrorCode.invalidInput, 'usage: troupe approve <requestId|taskId> --approve|--reject [--grant amount] [--reason text]');
-    const file = keyFile(values);
-    if (!existsSync(file)) throw new TerminalError(ErrorCode.notFound, `no approver key at ${file}: create one with \`troupe approver-key new\`, or pass --key`);
-    const key = fromSeed(new TextEncoder().encode(readFileSync(file, 'utf8').trim()));
+    const key = loadApproverKey(values);
     const grant = values.grant === undefined ? undefined : Number(values.grant);
     if (grant !== undefined && !(grant > 0)) throw new TerminalError(ErrorCode.invalidInput, `--grant must be a positive number (got ${values.grant})`);
     const taskId = ref.split('.')[0]!;
@@ -113,3 +109,17 @@ export const approveCommand: Command = {
     }
   },
 };
+
+/** `troupe approve` with no arguments: the interactive terminal approver. */
+async function interactive(values: Record<string, string | boolean | undefined>): Promise<number> {
+  const key = loadApproverKey(values);
+  const loaded = await configFor(values);
+  const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-approver'), { prefix: loaded.config.prefix, key });
+  try {
+    process.stdout.write(`approving as ${client.publicKey}\n`);
+    await runInteractiveApprover({ client, input: process.stdin, output: process.stdout });
+    return 0;
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,147 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { subjects as makeSubjects, type Subjects } from '../subjects.ts';
+
+/** A user name and password in the generated configuration. */
+export interface NatsCredentials {
+  user: string;
+  password: string;
+}
+
+/** The three roles troupe distinguishes on the transport. */
+export type NatsRole = 'hosts' | 'submitters' | 'approvers';
+
+/** Options of {@link writeNatsConfig}. */
+export interface NatsConfigOptions {
+  /** Where the configuration is written (parent directories are created). */
+  file: string;
+  /** Client port on 127.0.0.1. @default 4222 */
+  port?: number;
+  /** JetStream store directory. */
+  storeDir: string;
+  /** Users per role; a missing user is named after its role, a missing password is random. */
+  users?: Partial<Record<NatsRole, Partial<NatsCredentials>>>;
+  /** Subject prefix of the deployment. @default "troupe" */
+  prefix?: string;
+}
+
+/** Publish/subscribe allow-lists of one user (everything else is denied by nats-server). */
+export interface RolePermissions {
+  publish: string[];
+  subscribe: string[];
+}
+
+/** What {@link writeNatsConfig} wrote. */
+export interface NatsConfig {
+  file: string;
+  port: number;
+  storeDir: string;
+  url: string;
+  users: Record<NatsRole, NatsCredentials>;
+  permissions: Record<NatsRole, RolePermissions>;
+}
+
+/**
+ * The JetStream API subjects a client needs to read a stream through ordered consumers (which
+ * is how `watchTask`, `taskHistory` and KV `keys()`/`watch()` read), to fetch single messages
+ * (KV `get()`: direct get or STREAM.MSG.GET) and to look the stream up. No create/update/delete
+ * of streams, no purge, no durable-consumer management beyond the ephemeral ones it creates.
+ */
+function streamReader(stream: string): string[] {
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}.>`,
+    `$JS.API.CONSUMER.CREATE.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.INFO.${stream}.*`,
+    `$JS.API.CONSUMER.DELETE.${stream}.*`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.*`,
+  ];
+}
+
+/**
+ * The allow-lists of each role for a prefix.
+ *
+ * - hosts (and workers): the whole troupe namespace, the JetStream API, acks and flow control
+ *   (`$JS.>`), KV buckets (`$KV.>`) and reply inboxes. They create streams and buckets.
+ * - submitters: publish tasks (`<prefix>.tasks.*`, which excludes `<prefix>.tasks.rejected.>`),
+ *   read task events (TROUPE_EVENTS), and receive replies (PubAcks and verdicts) on `_INBOX.>`.
+ * - approvers: publish decisions (`<prefix>.decisions.*`), read the snapshot bucket (to list what
+ *   is parked) and task events (to see a host's verdict on a decision), receive on `_INBOX.>`.
+ *   They cannot write the bucket, submit tasks or touch streams.
+ */
+export function rolePermissions(s: Subjects = makeSubjects()): Record<NatsRole, RolePermissions> {
+  const kvStream = `KV_${s.buckets.snapshots}`;
+  return {
+    hosts: {
+      publish: [`${s.prefix}.>`, '$JS.>', '$KV.>', '_INBOX.>'],
+      subscribe: [`${s.prefix}.>`, '$JS.>', '$KV.>', '_INBOX.>'],
+    },
+    submitters: {
+      publish: [s.allTasks, '$JS.API.INFO', ...streamReader(s.streams.events)],
+      subscribe: ['_INBOX.>'],
+    },
+    approvers: {
+      publish: [s.allDecisions, '$JS.API.INFO', '$JS.FC.>', ...streamReader(s.streams.events), ...streamReader(kvStream)],
+      subscribe: ['_INBOX.>'],
+    },
+  };
+}
+
+const q = (v: string) => JSON.stringify(v);
+const list = (items: string[], indent: string) => `[\n${items.map((i) => `${indent}  ${q(i)}`).join(',\n')}\n${indent}]`;
+
+/** The text of a nats-server (2.9+) configuration with JetStream and the three users. */
+export function renderNatsConfig(c: Omit<NatsConfig, 'file' | 'url'>): string {
+  const roles = Object.keys(c.users) as NatsRole[];
+  const users = roles.map((role) => {
+    const u = c.users[role];
+    const p = c.permissions[role];
+    return [
+      `    # ${role}`,
+      '    {',
+      `      user: ${q(u.user)}`,
+      `      password: ${q(u.password)}`,
+      '      permissions: {',
+      `        publish: { allow: ${list(p.publish, '        ')} }`,
+      `        subscribe: { allow: ${list(p.subscribe, '        ')} }`,
+      '      }',
+      '    }',
+    ].join('\n');
+  });
+  return [
+    '# Written by `troupe nats-config`. Every user may only do what its role needs.',
+    `listen: "127.0.0.1:${c.port}"`,
+    'jetstream {',
+    `  store_dir: ${q(c.storeDir)}`,
+    '}',
+    'authorization {',
+    '  users: [',
+    users.join('\n'),
+    '  ]',
+    '}',
+    '',
+  ].join('\n');
+}
+
+const randomPassword = () => randomBytes(18).toString('base64url');
+
+/**
+ * Writes a nats-server configuration (JetStream in `storeDir`, loopback only) with a user per
+ * role restricted to what the role needs (see {@link rolePermissions}); the file is mode 600
+ * since it holds the passwords. Returns the users and their passwords.
+ */
+export function writeNatsConfig(options: NatsConfigOptions): NatsConfig {
+  const port = options.port ?? 4222;
+  const storeDir = path.resolve(options.storeDir);
+  const role = (r: NatsRole): NatsCredentials => ({ user: options.users?.[r]?.user ?? `troupe-${r}`, password: options.users?.[r]?.password ?? randomPassword() });
+  const users = { hosts: role('hosts'), submitters: role('submitters'), approvers: role('approvers') };
+  const permissions = rolePermissions(makeSubjects(options.prefix ?? 'troupe'));
+  const file = path.resolve(options.file);
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, renderNatsConfig({ port, storeDir, users, permissions }), { mode: 0o600 });
+  return { file, port, storeDir, url: `nats://127.0.0.1:${port}`, users, permissions };
+}
