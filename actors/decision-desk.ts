@@ -7,7 +7,7 @@ import type { TroupeConfig } from '../config/schema.ts';
 import { argsHash, decisionIdOf, decisionSchema, verifyDecision, type Decision } from '../runtime/approvals.ts';
 import { formatIssues } from '../config/load.ts';
 import type { Agent } from './agent.ts';
-import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
+import { RevisionConflictError, type JsonKv, type Versioned } from '../runtime/json-kv.ts';
 import { Headers, type Subjects } from '../runtime/subjects.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
 import type { SnapshotEnvelope, WireErrorPayload } from '../runtime/wire.ts';
@@ -20,6 +20,8 @@ export interface DecisionDeskOptions {
   store: JsonKv<SnapshotEnvelope>;
   events: TaskEvents;
   approvers: TroupeConfig['approvers'];
+  /** How often overdue requests are looked for. */
+  sweepMs: number;
   /** The agents this host runs, to re-validate edited tool arguments. */
   agents: ReadonlyMap<string, Agent<any>>;
   hostId: string;
@@ -40,6 +42,7 @@ const decoder = new TextDecoder();
  */
 export class DecisionDesk {
   private messages: ConsumerMessages | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
   private loop: Promise<void> | undefined;
 
   constructor(private readonly o: DecisionDeskOptions) {}
@@ -47,6 +50,10 @@ export class DecisionDesk {
   async start(): Promise<void> {
     const consumer = await this.o.js.consumers.get(this.o.subjects.streams.decisions, this.o.subjects.decisionsConsumer);
     this.messages = await consumer.consume({ max_messages: 64 });
+    this.sweeper = setInterval(() => {
+      this.expireOverdue().catch((err: unknown) => this.o.logger.warn({ err }, 'sweeping overdue approvals failed'));
+    }, this.o.sweepMs);
+    this.sweeper.unref();
     this.loop = (async () => {
       for await (const m of this.messages!) {
         try {
@@ -61,6 +68,7 @@ export class DecisionDesk {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.sweeper);
     this.messages?.stop();
     await this.loop;
   }
@@ -117,7 +125,46 @@ export class DecisionDesk {
         [pending.callKey]: { verdict: decision.verdict, ...(args !== undefined ? { args } : {}), ...(decision.reason ? { reason: decision.reason } : {}), approver: approver.name, at: decision.at },
       };
     }
-    const token = `${this.o.hostId}:decision:${decision.requestId}`;
+    if (!(await this.wake(stored, supervisor, approvals))) return;
+    this.o.events.emit(taskId, { type: 'decision', decisionId: id, requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: approver.name }, `${decision.requestId}:decision`);
+    this.o.logger.info({ taskId, requestId: decision.requestId, verdict: decision.verdict, approver: approver.name }, 'decision applied');
+  }
+
+  /**
+   * Rejects every request whose deadline passed without a decision: a tool call is rejected
+   * (the model is told nobody approved it in time), a limit is not raised (the task stops).
+   * Every host sweeps; compare-and-set makes each expiry happen once.
+   */
+  async expireOverdue(): Promise<number> {
+    let expired = 0;
+    const now = this.o.clock.now();
+    for (const key of await this.o.store.keys()) {
+      const stored = await this.o.store.get(key).catch(() => undefined);
+      const pending = stored?.value.status === 'parked' ? stored.value.pending : undefined;
+      if (!stored || !pending?.deadlineAt || pending.deadlineAt > now) continue;
+      const reason = `no approver decided before the deadline (${new Date(pending.deadlineAt).toISOString()})`;
+      const supervisor = TaskSupervisor.restore(stored.value.supervisor);
+      supervisor.paused(now - pending.createdAt);
+      let approvals = stored.value.approvals;
+      if (pending.kind === 'limit') supervisor.deny(reason);
+      else approvals = { ...approvals, [pending.callKey]: { verdict: 'reject', reason, approver: 'the approval deadline', at: now } };
+      if (!(await this.wake(stored, supervisor, approvals))) continue;
+      this.o.events.emit(key, { type: 'decision_refused', requestId: pending.requestId, error: { code: ErrorCode.approvalExpired, message: reason } }, `${pending.requestId}:expired`);
+      this.o.logger.warn({ taskId: key, requestId: pending.requestId }, 'approval request expired');
+      expired++;
+    }
+    return expired;
+  }
+
+  /**
+   * Writes a decided task back to `running` (compare-and-set on the revision the decision was
+   * checked against) and publishes the message that lets a host claim it. False if another host
+   * decided it first.
+   */
+  private async wake(stored: Versioned<SnapshotEnvelope>, supervisor: TaskSupervisor, approvals: SnapshotEnvelope['approvals']): Promise<boolean> {
+    const env = stored.value;
+    const requestId = env.pending!.requestId;
+    const token = `${this.o.hostId}:decision:${requestId}`;
     const { pending: _answered, ...rest } = env;
     const woken: SnapshotEnvelope = {
       ...rest,
@@ -130,17 +177,16 @@ export class DecisionDesk {
       updatedAt: this.o.clock.now(),
     };
     try {
-      await this.o.store.update(taskId, woken, stored.revision);
+      await this.o.store.update(env.taskId, woken, stored.revision);
     } catch (err) {
-      if (err instanceof RevisionConflictError) return; // another host applied a decision first
+      if (err instanceof RevisionConflictError) return false;
       throw err;
     }
     const h = natsHeaders();
-    h.set(Headers.resume, taskId);
+    h.set(Headers.resume, env.taskId);
     h.set(Headers.resumeToken, token);
-    await this.o.js.publish(this.o.subjects.task(env.agent), encoder.encode(JSON.stringify({ taskId })), { headers: h, msgID: `${taskId}:wake:${decision.requestId}` });
-    this.o.events.emit(taskId, { type: 'decision', decisionId: id, requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: approver.name }, `${decision.requestId}:decision`);
-    this.o.logger.info({ taskId, requestId: decision.requestId, verdict: decision.verdict, approver: approver.name }, 'decision applied');
+    await this.o.js.publish(this.o.subjects.task(env.agent), encoder.encode(JSON.stringify({ taskId: env.taskId })), { headers: h, msgID: `${env.taskId}:wake:${requestId}` });
+    return true;
   }
 
   private refuse(taskId: string, requestId: string | undefined, decisionId: string | undefined, code: string, message: string): void {

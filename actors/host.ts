@@ -98,6 +98,7 @@ export class Host implements AsyncDisposable {
       events: this.events,
       approvers: config.approvers,
       agents: this.agents,
+      sweepMs: config.host.approvalSweepMs,
       hostId: this.hostId,
       clock: this.clock,
       logger: this.log,

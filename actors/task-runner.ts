@@ -365,6 +365,7 @@ export class TaskRunner {
       ask: { amount: breach.max },
       spent: this.spent(),
       createdAt: this.deps.clock.now(),
+      ...(this.agent.approvals.deadlineMs ? { deadlineAt: this.deps.clock.now() + this.agent.approvals.deadlineMs } : {}),
     };
   }
 

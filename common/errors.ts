@@ -35,6 +35,7 @@ export const ErrorCode = {
   badSignature: 'bad_signature',
   argsHashMismatch: 'args_hash_mismatch',
   invalidEdit: 'invalid_edit',
+  approvalExpired: 'approval_expired',
   // effects
   effectFailed: 'effect_failed',
   unknownOutcome: 'unknown_outcome',

@@ -68,6 +68,8 @@ const hostSchema = z
     restartIntensity: z.number().int().min(0).default(3),
     /** Window of `restartIntensity`. @default 60000 */
     restartPeriodMs: z.number().int().positive().default(60_000),
+    /** How often each host looks for approval requests past their deadline. @default 5000 */
+    approvalSweepMs: z.number().int().positive().default(5_000),
     /** First restart delay; doubles with each restart in the window. @default 200 */
     restartBackoffMs: z.number().int().min(0).default(200),
   })

@@ -21,6 +21,8 @@ const requestBase = {
   reason: z.string(),
   spent: figuresSchema,
   createdAt: z.number(),
+  /** After this (epoch ms) the request expires and is treated as rejected. */
+  deadlineAt: z.number().optional(),
 };
 
 /** Why a tool call was sent to a human (any number of these). */
@@ -60,8 +62,6 @@ export const toolRequestSchema = z.object({
   confidence: z.number().min(0).max(1).optional(),
   /** The task's input, for context. */
   taskInput: z.unknown(),
-  /** After this (epoch ms) the request expires and the call is treated as rejected. */
-  deadlineAt: z.number().optional(),
 });
 
 export const approvalRequestSchema = z.discriminatedUnion('kind', [limitRequestSchema, toolRequestSchema]);

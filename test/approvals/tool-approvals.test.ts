@@ -164,3 +164,29 @@ describe('tool calls that need an approver', () => {
     }
   });
 });
+
+describe('an approval nobody gives in time', () => {
+  it('expires at its deadline: the call is rejected, the model is told, and the task goes on', async () => {
+    const slow = defineAgent({
+      name: 'unattended',
+      description: 'refunds, with a short approval deadline',
+      input: z.object({ q: z.string() }),
+      system: 'refund desk unattended',
+      tools: [issueRefund],
+      approvals: { deadlineMs: 300 },
+      prompt: (i) => i.q,
+    });
+    const host = await startHost(nats.url, [slow], client(), { ...config, host: { approvalSweepMs: 100 } });
+    try {
+      await submit(nats.nc, nats.js, 'unattended', { taskId: 'tap-5', input: { q: 'refund please' } });
+      const request = await parkedRequest('tap-5');
+      expect(request.deadlineAt! - request.createdAt).toBe(300);
+      const events = await eventsUntilEnd(nats.js, 'tap-5');
+      expect(events.find((e) => e.type === 'decision_refused')).toMatchObject({ error: { code: 'approval_expired' } });
+      expect(events.at(-1)).toMatchObject({ type: 'done', output: expect.stringContaining('no approver decided before the deadline') });
+      expect(ranFor('tap-5')).toEqual([]);
+    } finally {
+      await host.stop();
+    }
+  });
+});
