@@ -1,7 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Kvm } from '@nats-io/kv';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { subjects } from '../../runtime/subjects.ts';
+import { ensureTopology } from '../../runtime/topology.ts';
 import { startChildHost, tempDir, type ChildHost } from '../helpers/child-host.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
@@ -20,8 +22,17 @@ afterAll(async () => {
   await nats?.close();
 });
 
+// Each test has its own subject prefix (its own streams and buckets), so a task a failed test
+// leaves behind can never be picked up by the next test's hosts.
+let prefix = 'crash0';
+let tests = 0;
+beforeEach(() => {
+  prefix = `crash${++tests}`;
+});
+const opts = () => ({ prefix });
+
 function host(env: Record<string, string>): ChildHost {
-  const child = startChildHost('ledger-host.ts', { NATS_URL: nats.url, ...env });
+  const child = startChildHost('ledger-host.ts', { NATS_URL: nats.url, PREFIX: prefix, ...env });
   children.push(child);
   return child;
 }
@@ -48,14 +59,14 @@ describe('a host killed with SIGKILL around a side effect', () => {
       const taskId = `crash-${point}`;
       const first = host({ SIDE_EFFECT_FILE: file, PAUSE_AT: point });
       await first.waitForMark('ready');
-      await submit(nats.nc, nats.js, 'ledgered', { taskId, input: { text: point } });
+      await submit(nats.nc, nats.js, 'ledgered', { taskId, input: { text: point } }, opts());
       const key = await first.waitForMark(point);
       expect(key).toBe(`${taskId}/0/1`);
       await first.kill('SIGKILL');
 
       const second = host({ SIDE_EFFECT_FILE: file });
       await second.waitForMark('ready');
-      const events = await eventsUntilEnd(nats.js, taskId, { timeoutMs: 25_000 });
+      const events = await eventsUntilEnd(nats.js, taskId, { timeoutMs: 25_000, ...opts() });
       expect(events.at(-1)).toMatchObject({ type: 'done', output: `appended ${point}` });
       expect(events.some((e) => e.type === 'resumed')).toBe(true);
       const lines = linesOf(file);
@@ -67,8 +78,10 @@ describe('a host killed with SIGKILL around a side effect', () => {
   it('fails a task that kills its host on every delivery once host.maxDeliver is reached, instead of restarting forever', async () => {
     const file = path.join(tempDir('troupe-effect-'), 'journal.txt');
     const taskId = 'crash-loop';
-    await submit(nats.nc, nats.js, 'ledgered', { taskId, input: { text: 'boom' } });
-    const ended = eventsUntilEnd(nats.js, taskId, { timeoutMs: 60_000 });
+    // No host has run on this prefix yet: create its streams before submitting.
+    await ensureTopology(nats.nc, subjects(prefix), { replicas: 1, eventsMaxAgeMs: 600_000, rejectedMaxAgeMs: 600_000, duplicateWindowMs: 60_000, leaseMs: 1000 });
+    await submit(nats.nc, nats.js, 'ledgered', { taskId, input: { text: 'boom' } }, opts());
+    const ended = eventsUntilEnd(nats.js, taskId, { timeoutMs: 60_000, ...opts() });
     let starts = 0;
     let done = false;
     void ended.finally(() => (done = true));
@@ -89,8 +102,8 @@ describe('a host killed with SIGKILL around a side effect', () => {
     const taskId = 'deadline';
     const first = host({ SIDE_EFFECT_FILE: file, TOOL_MODE: 'hang', WALL_CLOCK_MS: '4000' });
     await first.waitForMark('ready');
-    await submit(nats.nc, nats.js, 'ledgered', { taskId, input: { text: 'slow' } });
-    const kv = await new Kvm(nats.js).open('troupe_snapshots');
+    await submit(nats.nc, nats.js, 'ledgered', { taskId, input: { text: 'slow' } }, opts());
+    const kv = await new Kvm(nats.js).open(`${prefix}_snapshots`);
     let env: Record<string, any> | undefined;
     while (!env || env.state !== 'acting') {
       env = (await kv.get(taskId))?.json();
@@ -101,7 +114,7 @@ describe('a host killed with SIGKILL around a side effect', () => {
     await first.kill('SIGKILL');
     const second = host({ SIDE_EFFECT_FILE: file, TOOL_MODE: 'hang', WALL_CLOCK_MS: '60000' });
     await second.waitForMark('ready');
-    const events = await eventsUntilEnd(nats.js, taskId, { timeoutMs: 30_000 });
+    const events = await eventsUntilEnd(nats.js, taskId, { timeoutMs: 30_000, ...opts() });
     const failed = events.at(-1)!;
     expect(failed).toMatchObject({ type: 'failed', error: { code: 'limit_exceeded', details: { limit: 'wallClock', max: 4000 } } });
     // The restored host kept the original deadline rather than granting a fresh 60 s.
@@ -117,13 +130,13 @@ describe('a host killed with SIGKILL around a side effect', () => {
     const taskId = 'versioned';
     const first = host({ SIDE_EFFECT_FILE: file, TOOL_MODE: 'hang', AGENT_VERSION: '1' });
     await first.waitForMark('ready');
-    await submit(nats.nc, nats.js, 'ledgered', { taskId, input: { text: 'v1' } });
-    const kv = await new Kvm(nats.js).open('troupe_snapshots');
+    await submit(nats.nc, nats.js, 'ledgered', { taskId, input: { text: 'v1' } }, opts());
+    const kv = await new Kvm(nats.js).open(`${prefix}_snapshots`);
     while ((await kv.get(taskId))?.json<{ state: string }>().state !== 'acting') await new Promise((r) => setTimeout(r, 20));
     await first.kill('SIGKILL');
     const second = host({ SIDE_EFFECT_FILE: file, AGENT_VERSION: '2' });
     await second.waitForMark('ready');
-    const events = await eventsUntilEnd(nats.js, taskId, { timeoutMs: 20_000 });
+    const events = await eventsUntilEnd(nats.js, taskId, { timeoutMs: 20_000, ...opts() });
     expect(events.at(-1)).toMatchObject({ type: 'failed', error: { code: 'machine_version_mismatch' } });
     expect((events.at(-1) as { error: { message: string } }).error.message).toMatch(/version "1".*version "2"/);
     await second.kill('SIGTERM');
