@@ -2,27 +2,15 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineAgent } from '../../actors/agent.ts';
 import { createAnthropicModelClient } from '../../actors/model/anthropic-client.ts';
-import { defineTool } from '../../sandbox/tool.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { runTroupe } from '../helpers/cli.ts';
 import { startHost } from '../helpers/host.ts';
+import { spender, spenderScenario } from '../helpers/spender.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
 /** An approver at a terminal: create a key, see what waits, approve it. */
-const lookup = defineTool({ name: 'lookup', description: 'look up', input: z.object({ q: z.string() }), output: z.object({ a: z.string() }), run: async ({ q }) => ({ a: q }) });
-const spender = defineAgent({
-  name: 'spender',
-  description: 'spends more than its budget',
-  input: z.object({ q: z.string() }),
-  system: 'agent spender',
-  tools: [lookup],
-  limits: { usd: 0.1, onBreach: { usd: 'escalate' } },
-  prompt: (i) => i.q,
-});
 
 let nats: NatsTestContext;
 let sim: SimulatorHandle;
@@ -32,8 +20,7 @@ const troupe = (args: string[]) => runTroupe(nats.url, args);
 
 beforeAll(async () => {
   nats = await startNats();
-  const turn = (i: number) => ({ text: 'Working.', content: [{ type: 'tool_use' as const, name: 'lookup', input: { q: `q${i}` } }], usage: { output_tokens: 3000 } });
-  sim = await startSimulator({ scenario: { name: 'spend', scripts: [{ name: 'spender', turns: [turn(0), turn(1), turn(2), { text: 'All done.' }] }] } });
+  sim = await startSimulator({ scenario: spenderScenario() });
 });
 afterAll(async () => {
   await host?.stop();

@@ -5,12 +5,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createUser } from '@nats-io/nkeys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineAgent } from '../../actors/agent.ts';
 import { createAnthropicModelClient } from '../../actors/model/anthropic-client.ts';
-import { defineTool } from '../../sandbox/tool.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { startHost } from '../helpers/host.ts';
+import { spender, spenderScenario } from '../helpers/spender.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
@@ -18,16 +16,6 @@ import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const LAUNCHER = fileURLToPath(new URL('./fixtures/approver-launcher.ts', import.meta.url));
 
-const lookup = defineTool({ name: 'lookup', description: 'look up', input: z.object({ q: z.string() }), output: z.object({ a: z.string() }), run: async ({ q }) => ({ a: q }) });
-const spender = defineAgent({
-  name: 'spender',
-  description: 'spends more than its budget',
-  input: z.object({ q: z.string() }),
-  system: 'agent spender',
-  tools: [lookup],
-  limits: { usd: 0.1, onBreach: { usd: 'escalate' } },
-  prompt: (i) => i.q,
-});
 
 const ada = createUser();
 const session = 'approver';
@@ -57,8 +45,7 @@ async function screenShows(pattern: RegExp, timeoutMs = 20_000): Promise<string>
 
 beforeAll(async () => {
   nats = await startNats();
-  const turn = (i: number) => ({ text: 'Working.', content: [{ type: 'tool_use' as const, name: 'lookup', input: { q: `q${i}` } }], usage: { output_tokens: 3000 } });
-  sim = await startSimulator({ scenario: { name: 'spend', scripts: [{ name: 'spender', turns: [turn(0), turn(1), turn(2), { text: 'All done.' }] }] } });
+  sim = await startSimulator({ scenario: spenderScenario() });
   const model = createAnthropicModelClient({ apiKey: 'k', baseURL: sim.url, routing: { default: { model: 'claude-opus-4-6', maxTokens: 4096 }, roles: {} } });
   host = await startHost(nats.url, [spender], model, { approvers: [{ name: 'Ada', publicKey: ada.getPublicKey() }] });
 });

@@ -3,29 +3,17 @@ import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { createUser } from '@nats-io/nkeys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineAgent } from '../../actors/agent.ts';
 import { createAnthropicModelClient } from '../../actors/model/anthropic-client.ts';
 import { ApproverClient } from '../../human/approver-client.ts';
 import { startApproverServer, type ApproverServer } from '../../human/web/index.ts';
 import { connectNats } from '../../runtime/connection.ts';
-import { defineTool } from '../../sandbox/tool.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { startHost } from '../helpers/host.ts';
+import { spender, spenderScenario } from '../helpers/spender.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
 /** The approver's web page: its HTTP guards, then a real browser approving a parked task. */
-const lookup = defineTool({ name: 'lookup', description: 'look up', input: z.object({ q: z.string() }), output: z.object({ a: z.string() }), run: async ({ q }) => ({ a: q }) });
-const spender = defineAgent({
-  name: 'spender',
-  description: 'spends more than its budget',
-  input: z.object({ q: z.string() }),
-  system: 'agent spender',
-  tools: [lookup],
-  limits: { usd: 0.1, onBreach: { usd: 'escalate' } },
-  prompt: (i) => i.q,
-});
 
 const ada = createUser();
 const seed = new TextDecoder().decode(ada.getSeed());
@@ -38,8 +26,7 @@ let approver: ApproverClient;
 
 beforeAll(async () => {
   nats = await startNats();
-  const turn = (i: number) => ({ text: 'Working.', content: [{ type: 'tool_use' as const, name: 'lookup', input: { q: `q${i}` } }], usage: { output_tokens: 3000 } });
-  sim = await startSimulator({ scenario: { name: 'spend', scripts: [{ name: 'spender', turns: [turn(0), turn(1), turn(2), { text: 'All done.' }] }] } });
+  sim = await startSimulator({ scenario: spenderScenario() });
   const model = createAnthropicModelClient({ apiKey: 'k', baseURL: sim.url, routing: { default: { model: 'claude-opus-4-6', maxTokens: 4096 }, roles: {} } });
   host = await startHost(nats.url, [spender], model, { approvers: [{ name: 'Ada', publicKey: ada.getPublicKey() }] });
   approver = await ApproverClient.connect(await connectNats({ servers: [nats.url], name: 'troupe-test-approver' }), { key: ada });

@@ -1,3 +1,4 @@
+import { spender, spenderScenario } from '../helpers/spender.ts';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,29 +10,16 @@ import { createUser } from '@nats-io/nkeys';
 import { connect } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineAgent } from '../../actors/agent.ts';
 import { Host } from '../../actors/host.ts';
 import { createAnthropicModelClient } from '../../actors/model/anthropic-client.ts';
 import { compileConfig } from '../../config/load.ts';
 import { ApproverClient } from '../../human/approver-client.ts';
 import { writeNatsConfig, type NatsConfig, type NatsRole } from '../../runtime/nats-config/nats-config.ts';
 import { connectNats } from '../../runtime/connection.ts';
-import { defineTool } from '../../sandbox/tool.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
 /** A nats-server run with `troupe nats-config`'s file: each role can do its job and nothing else. */
-const lookup = defineTool({ name: 'lookup', description: 'look up', input: z.object({ q: z.string() }), output: z.object({ a: z.string() }), run: async ({ q }) => ({ a: q }) });
-const spender = defineAgent({
-  name: 'spender',
-  description: 'spends more than its budget',
-  input: z.object({ q: z.string() }),
-  system: 'agent spender',
-  tools: [lookup],
-  limits: { usd: 0.1, onBreach: { usd: 'escalate' } },
-  prompt: (i) => i.q,
-});
 
 const encoder = new TextEncoder();
 const ada = createUser();
@@ -85,8 +73,7 @@ beforeAll(async () => {
   // Started with the file alone: startEmbeddedServer's -sd would clash with the file's store_dir
   // ("Duplicate 'store_dir' configuration"), so this runs nats-server exactly as an operator would.
   server = await startServer(conf);
-  const turn = (i: number) => ({ text: 'Working.', content: [{ type: 'tool_use' as const, name: 'lookup', input: { q: `q${i}` } }], usage: { output_tokens: 3000 } });
-  sim = await startSimulator({ scenario: { name: 'spend', scripts: [{ name: 'spender', turns: [turn(0), turn(1), turn(2), { text: 'All done.' }] }] } });
+  sim = await startSimulator({ scenario: spenderScenario() });
   const hostNc = await connectNats({ servers: [server.url], name: 'perm-host', user: conf.users.hosts.user, password: conf.users.hosts.password });
   conns.push(hostNc);
   const model = createAnthropicModelClient({ apiKey: 'k', baseURL: sim.url, routing: { default: { model: 'claude-opus-4-6', maxTokens: 4096 }, roles: {} } });

@@ -2,27 +2,15 @@ import { DeliverPolicy } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { createUser } from '@nats-io/nkeys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
-import { defineAgent } from '../../actors/agent.ts';
 import { createAnthropicModelClient } from '../../actors/model/anthropic-client.ts';
 import { approvalRequestSchema, signDecision, type ApprovalRequest } from '../../runtime/approvals.ts';
 import type { TaskEvent } from '../../runtime/wire.ts';
-import { defineTool } from '../../sandbox/tool.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { startHost } from '../helpers/host.ts';
+import { spender, spenderScenario } from '../helpers/spender.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
-const lookup = defineTool({ name: 'lookup', description: 'look up', input: z.object({ q: z.string() }), output: z.object({ a: z.string() }), run: async ({ q }) => ({ a: q }) });
-const spender = defineAgent({
-  name: 'spender',
-  description: 'spends more than its budget',
-  input: z.object({ q: z.string() }),
-  system: 'agent spender',
-  tools: [lookup],
-  limits: { usd: 0.1, onBreach: { usd: 'escalate' } },
-  prompt: (i) => i.q,
-});
 
 const ada = createUser();
 const mallory = createUser();
@@ -34,8 +22,7 @@ const client = () => createAnthropicModelClient({ apiKey: 'k', baseURL: sim.url,
 
 beforeAll(async () => {
   nats = await startNats();
-  const turn = (i: number) => ({ text: 'Working on it.', content: [{ type: 'tool_use' as const, name: 'lookup', input: { q: `q${i}` } }], usage: { output_tokens: 3000 } });
-  sim = await startSimulator({ scenario: { name: 'spend', scripts: [{ name: 'spender', turns: [turn(0), turn(1), turn(2), { text: 'All done.' }] }] } });
+  sim = await startSimulator({ scenario: spenderScenario('Working on it.') });
 });
 afterAll(async () => {
   await sim?.close();
