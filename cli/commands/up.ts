@@ -1,14 +1,22 @@
 import { createLogger } from '../logger.ts';
+import { startDevApprover, withDevApprover } from '../dev-approver.ts';
 import { startStack } from '../stack.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
 
 /** Runs until SIGINT/SIGTERM, then shuts down gracefully (a second signal forces exit). */
 async function runUntilSignal(values: Record<string, string | boolean | undefined>, embedded: boolean): Promise<number> {
-  const loaded = await configFor(values);
+  let loaded = await configFor(values);
+  const ui = values.ui === true ? withDevApprover(loaded) : undefined;
+  if (ui) loaded = ui.loaded;
   const logger = createLogger(loaded.config);
   const stack = await startStack(loaded, logger, { embedded });
   logger.info({ nats: stack.url, model: stack.model.provider }, embedded ? 'troupe is up; Ctrl-C to stop' : 'troupe host is running; Ctrl-C to stop');
+  const page = ui ? await startDevApprover(stack.url, loaded, ui.key, Number(values['ui-port'] ?? 8080)) : undefined;
+  if (page) {
+    process.stdout.write(`approver page: ${page.url}\n`);
+    logger.warn({ url: page.url }, 'the approver page signs with a DEVELOPMENT key made for this run and trusted only by it; in production each approver runs `troupe approver` with their own key');
+  }
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
@@ -23,6 +31,7 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
   });
+  await page?.close();
   await stack.close();
   logger.flush();
   return 0;
@@ -30,8 +39,8 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
 
 export const upCommand: Command = {
   summary: 'run troupe until Ctrl-C: its own nats-server (unless NATS_URL is set), a host and the model',
-  usage: 'troupe up [--config file]',
-  options: {},
+  usage: 'troupe up [--ui [--ui-port 8080]] [--config file]',
+  options: { ui: { type: 'boolean' }, 'ui-port': { type: 'string' } },
   run: ({ values }) => runUntilSignal(values, true),
 };
 
