@@ -8,6 +8,7 @@ import { trimContext, type TrimResult } from './model/context-trim.ts';
 import { isMalformedToolUse } from './model/errors.ts';
 import { estimateTokens } from './model/estimate-tokens.ts';
 import type { ModelCallRequest, ModelCallResult, ModelClient, ToolSpec } from './model/model-client.ts';
+import type { CallQuote } from './model/quote.ts';
 
 /** What a task lends its model effect. */
 export interface ModelEffectDeps {
@@ -23,10 +24,11 @@ export interface ModelEffectDeps {
   /** Estimated tokens of conversation sent per call; older context is trimmed past it. */
   contextTokens: number;
   /**
-   * Asks the supervisor for this call: returns the `max_tokens` it may use (undefined: the
-   * route's), or throws {@link LimitReachedSignal} when the call must not be made.
+   * Asks the supervisor for this call, given its quote (none if the client cannot quote):
+   * returns the `max_tokens` it may use (undefined: the route's), or throws
+   * {@link LimitReachedSignal} when the call must not be made.
    */
-  admit: (key: string, request: ModelCallRequest) => number | undefined;
+  admit: (key: string, quote: CallQuote | undefined) => number | undefined;
   /** The call failed without a result: drop its budget hold. */
   onFailure: (key: string) => void;
   /** Per-model circuit breakers, shared by all hosts. */
@@ -59,7 +61,10 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
     messages: trim.messages,
     ...(input.maxTokens ? { maxTokens: input.maxTokens } : {}),
   };
-  const maxTokens = deps.admit(input.key, request);
+  // Quoted once: the estimate walks the whole conversation.
+  const quote = deps.client.quote?.(request);
+  const maxTokens = deps.admit(input.key, quote);
+  const breaker = `model.${quote?.model ?? request.role}`;
   const { result, replayed } = await deps.gateway.run<ModelCallResult>({
     key: input.key,
     kind: 'model',
@@ -69,7 +74,7 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
     leaseMs: 0,
     signal,
     execute: () =>
-      guardedCall(deps, breakerKey(deps, request), signal, () => deps.client
+      guardedCall(deps, breaker, signal, () => deps.client
         .call(
           { ...request, ...(maxTokens !== undefined ? { maxTokens } : {}) },
           { signal, onText: deps.onText, ...(deps.deadlineAt ? { deadlineAt: deps.deadlineAt } : {}) },
@@ -85,10 +90,6 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
   });
   deps.onResult(input, result, replayed, trim);
   return { content: result.content, stopReason: result.stopReason };
-}
-
-function breakerKey(deps: ModelEffectDeps, request: ModelCallRequest): string {
-  return `model.${deps.client.quote?.(request).model ?? request.role}`;
 }
 
 /**

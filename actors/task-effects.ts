@@ -51,8 +51,7 @@ export class TaskEffects {
         contextTokens: agent.contextTokens,
         breakers: deps.breakers,
         clock: deps.clock,
-        admit: (key, request) => {
-          const quote = client.quote?.(request);
+        admit: (key, quote) => {
           const granted = supervisor.reserve(key, quote);
           if (granted === undefined) {
             this.o.actOnVerdict();
