@@ -1,5 +1,4 @@
 import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
-import { headers as natsHeaders } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
 import { ErrorCode } from '../common/errors.ts';
@@ -8,7 +7,8 @@ import { argsHash, decisionIdOf, decisionSchema, verifyDecision, type Decision }
 import { formatIssues } from '../config/load.ts';
 import type { Agent } from './agent.ts';
 import { RevisionConflictError, type JsonKv, type Versioned } from '../runtime/json-kv.ts';
-import { Headers, type Subjects } from '../runtime/subjects.ts';
+import { publishResumption } from '../runtime/intake.ts';
+import type { Subjects } from '../runtime/subjects.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
 import type { SnapshotEnvelope, WireErrorPayload } from '../runtime/wire.ts';
 import { TaskSupervisor } from './task-supervisor.ts';
@@ -29,7 +29,6 @@ export interface DecisionDeskOptions {
   logger: Logger;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
@@ -182,10 +181,7 @@ export class DecisionDesk {
       if (err instanceof RevisionConflictError) return false;
       throw err;
     }
-    const h = natsHeaders();
-    h.set(Headers.resume, env.taskId);
-    h.set(Headers.resumeToken, token);
-    await this.o.js.publish(this.o.subjects.task(env.agent), encoder.encode(JSON.stringify({ taskId: env.taskId })), { headers: h, msgID: `${env.taskId}:wake:${requestId}` });
+    await publishResumption(this.o.js, this.o.subjects, { agent: env.agent, taskId: env.taskId, token, msgId: `${env.taskId}:wake:${requestId}` });
     return true;
   }
 

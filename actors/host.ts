@@ -1,13 +1,13 @@
 import { hostname } from 'node:os';
-import { headers as natsHeaders, type NatsConnection } from '@nats-io/nats-core';
+import type { NatsConnection } from '@nats-io/nats-core';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../common/clock.ts';
 import { ErrorCode, ensureError } from '../common/errors.ts';
 import type { TroupeConfig } from '../config/schema.ts';
-import { readTaskMessage, type Resumption, type Submission } from '../runtime/intake.ts';
+import { publishResumption, readTaskMessage, type Resumption, type Submission } from '../runtime/intake.ts';
 import { JsonKv, RevisionConflictError, type Versioned } from '../runtime/json-kv.ts';
-import { Headers, subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts';
+import { subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts';
 import { TaskEvents } from '../runtime/task-events.ts';
 import { TaskQueue } from '../runtime/task-queue.ts';
 import { ensureTopology, type Topology } from '../runtime/topology.ts';
@@ -35,7 +35,6 @@ export interface HostOptions {
   faults?: EffectFaults;
 }
 
-const encoder = new TextEncoder();
 
 /**
  * Runs tasks: takes task messages from the work queue, validates them, creates, resumes or
@@ -283,13 +282,7 @@ export class Host implements AsyncDisposable {
       const token = `${this.hostId}:${runner.revisionNumber}`;
       const env = runner.status;
       await this.store!.update(runner.taskId, { ...env, handover: { token }, owner: null, updatedAt: this.clock.now() }, runner.revisionNumber);
-      const h = natsHeaders();
-      h.set(Headers.resume, runner.taskId);
-      h.set(Headers.resumeToken, token);
-      await this.topology!.js.publish(this.subjects.task(runner.agent.name), encoder.encode(JSON.stringify({ taskId: runner.taskId })), {
-        headers: h,
-        msgID: `${runner.taskId}:handover:${token}`,
-      });
+      await publishResumption(this.topology!.js, this.subjects, { agent: runner.agent.name, taskId: runner.taskId, token, msgId: `${runner.taskId}:handover:${token}` });
       await this.queue!.ack(msg);
       this.log.info({ taskId: runner.taskId }, 'task handed over');
     } catch (err) {

@@ -1,4 +1,5 @@
-import type { JsMsg } from '@nats-io/jetstream';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { headers } from '@nats-io/nats-core';
 import type { z } from 'zod';
 import { ErrorCode } from '../common/errors.ts';
 import type { TaskId } from '../common/ids.ts';
@@ -127,4 +128,18 @@ export function readTaskMessage(
     assignedId,
     replyTo,
   };
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Publishes the message that lets a host claim a running task: the counterpart of the
+ * {@link Resumption} that {@link readTaskMessage} reads. Only a message whose `token` the
+ * task's envelope records may claim the task; `msgId` makes a re-publication a no-op.
+ */
+export async function publishResumption(js: JetStreamClient, subjects: Subjects, r: { agent: string; taskId: string; token: string; msgId: string }): Promise<void> {
+  const h = headers();
+  h.set(Headers.resume, r.taskId);
+  h.set(Headers.resumeToken, r.token);
+  await js.publish(subjects.task(r.agent), encoder.encode(JSON.stringify({ taskId: r.taskId })), { headers: h, msgID: r.msgId });
 }
