@@ -19,6 +19,16 @@ export type DecisionResult = { ok: true; decisionId: string } | { ok: false; err
 
 const encoder = new TextEncoder();
 
+/** Requests waiting for a decision in a task store, oldest first (no key needed to read them). */
+export async function pendingRequests(store: JsonKv<SnapshotEnvelope>): Promise<ApprovalRequest[]> {
+  const out: ApprovalRequest[] = [];
+  for (const key of await store.keys()) {
+    const e = await store.get(key).catch(() => undefined);
+    if (e?.value.status === 'parked' && e.value.pending) out.push(e.value.pending);
+  }
+  return out.sort((a, b) => a.createdAt - b.createdAt);
+}
+
 /**
  * The approver's side of the human actor: lists what waits for a decision, follows changes
  * live, and signs decisions with the approver's own key (which never leaves this process) and
@@ -46,13 +56,8 @@ export class ApproverClient {
   }
 
   /** Requests waiting for a decision, oldest first. */
-  async pending(): Promise<ApprovalRequest[]> {
-    const out: ApprovalRequest[] = [];
-    for (const key of await this.store.keys()) {
-      const e = await this.store.get(key).catch(() => undefined);
-      if (e?.value.status === 'parked' && e.value.pending) out.push(e.value.pending);
-    }
-    return out.sort((a, b) => a.createdAt - b.createdAt);
+  pending(): Promise<ApprovalRequest[]> {
+    return pendingRequests(this.store);
   }
 
   /**

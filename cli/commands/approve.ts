@@ -5,11 +5,11 @@ import { Kvm } from '@nats-io/kv';
 import { createUser } from '@nats-io/nkeys';
 import { runInteractiveApprover } from '../../human/terminal/interactive-approve.ts';
 import { approverKeyFile, loadApproverKey } from '../approver-key.ts';
-import { ApproverClient } from '../../human/approver-client.ts';
+import { ApproverClient, pendingRequests } from '../../human/approver-client.ts';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
 import { JsonKv } from '../../runtime/json-kv.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
-import { snapshotEnvelopeSchema, type SnapshotEnvelope } from '../../runtime/wire.ts';
+import { snapshotEnvelopeSchema } from '../../runtime/wire.ts';
 import { connectClient } from '../connect.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
@@ -33,42 +33,29 @@ export const approverKeyCommand: Command = {
   },
 };
 
-async function parked(store: JsonKv<SnapshotEnvelope>): Promise<SnapshotEnvelope[]> {
-  const out: SnapshotEnvelope[] = [];
-  for (const key of await store.keys()) {
-    const e = await store.get(key).catch(() => undefined);
-    if (e?.value.status === 'parked' && e.value.pending) out.push(e.value);
-  }
-  return out.sort((a, b) => a.pending!.createdAt - b.pending!.createdAt);
-}
-
-async function openStore(values: Record<string, unknown>) {
-  const loaded = await configFor(values as Record<string, string | boolean | undefined>);
-  const nc = await connectClient(loaded, 'troupe-approver');
-  const s = makeSubjects(loaded.config.prefix);
-  const store = new JsonKv(await new Kvm(jetstream(nc)).open(s.buckets.snapshots), s.buckets.snapshots, snapshotEnvelopeSchema);
-  return { nc, s, store };
-}
-
 export const approvalsCommand: Command = {
   summary: 'list the requests waiting for an approver, oldest first',
   usage: 'troupe approvals [--json]',
   options: { json: { type: 'boolean' } },
   async run({ values }) {
-    const { nc, store } = await openStore(values);
+    const loaded = await configFor(values);
+    const nc = await connectClient(loaded, 'troupe-approvals');
     try {
-      const waiting = await parked(store);
+      const bucket = makeSubjects(loaded.config.prefix).buckets.snapshots;
+      const waiting = await pendingRequests(new JsonKv(await new Kvm(jetstream(nc)).open(bucket), bucket, snapshotEnvelopeSchema));
       if (values.json) {
-        for (const e of waiting) process.stdout.write(`${JSON.stringify(e.pending)}\n`);
+        for (const p of waiting) process.stdout.write(`${JSON.stringify(p)}\n`);
         return 0;
       }
       if (!waiting.length) process.stdout.write('nothing is waiting for an approver\n');
-      for (const e of waiting) {
-        const p = e.pending!;
-        if (p.kind !== 'limit') continue;
+      for (const p of waiting) {
         const mins = Math.round((Date.now() - p.createdAt) / 60_000);
+        const what =
+          p.kind === 'limit'
+            ? `approve adds ${p.ask.amount} to ${p.limit.name}: troupe approve ${p.requestId} --approve [--grant N]`
+            : `${p.tool.name} (${p.tool.reversibility}) with ${JSON.stringify(p.args)}: troupe approve ${p.requestId} --approve, or \`troupe approve\` to edit`;
         process.stdout.write(
-          `${p.requestId}\n  task ${p.taskId} (agent ${p.agent}), waiting ${mins} min\n  ${p.reason}\n  spent so far: $${p.spent.usd.toFixed(4)}, ${p.spent.tokens} tokens, ${p.spent.steps} steps\n  approve adds ${p.ask.amount} to ${p.limit.name}: troupe approve ${p.requestId} --approve [--grant N]\n\n`,
+          `${p.requestId}\n  task ${p.taskId} (agent ${p.agent}), waiting ${mins} min\n  ${p.reason}\n  spent so far: $${p.spent.usd.toFixed(4)}, ${p.spent.tokens} tokens, ${p.spent.steps} steps\n  ${what}\n\n`,
         );
       }
       return 0;

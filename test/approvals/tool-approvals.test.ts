@@ -9,6 +9,7 @@ import { connectNats } from '../../runtime/connection.ts';
 import type { ApprovalRequest } from '../../runtime/approvals.ts';
 import { defineTool } from '../../sandbox/tool.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
+import { runTroupe } from '../helpers/cli.ts';
 import { startHost } from '../helpers/host.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
@@ -91,6 +92,10 @@ describe('tool calls that need an approver', () => {
     const request = await parkedRequest('tap-1');
     expect(request).toMatchObject({ kind: 'tool', callKey: 'tap-1/0/1', reasons: ['irreversible'], tool: { name: 'issue_refund', reversibility: 'irreversible' }, args: { orderId: 'A-1', amount: 40 }, taskInput: 'refund please' });
     expect(ranFor('tap-1')).toEqual([]);
+    // A tool call waiting for a human is listed like any other request.
+    const listed = await runTroupe(nats.url, ['approvals']);
+    expect(listed.stdout).toContain(request.requestId);
+    expect(listed.stdout).toContain('issue_refund (irreversible) with {"orderId":"A-1","amount":40}');
     await a.stop();
 
     // A decision bound to other arguments is refused; the task stays parked.
