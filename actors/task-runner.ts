@@ -274,19 +274,18 @@ export class TaskRunner {
     // The intent is durable; whoever resumes the task runs it.
     if (this.draining || this.ending) return never(signal);
     this.inFlight++;
-    let refused = false;
     try {
       return await run();
     } catch (err) {
       if (err instanceof ApprovalNeededSignal) void this.park(this.toolRequest(err));
       else if (!(err instanceof LimitReachedSignal)) throw err;
-      refused = true;
     } finally {
       this.inFlight--;
       if (this.inFlight === 0) this.idle?.();
     }
-    // The supervisor refused the effect (no longer in flight); the runner stops or parks the task.
-    return refused ? never(signal) : (undefined as never);
+    // Refused (a limit, or a call waiting for an approver) and no longer in flight: the runner
+    // stops or parks the task; the effect never resolves.
+    return never(signal);
   }
 
   /**
