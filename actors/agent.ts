@@ -21,18 +21,49 @@ export interface AgentLimits {
   onBreach?: Partial<Record<LimitName, BreachPolicy>>;
 }
 
+/** A call as a confidence scorer sees it. */
+export interface ScoredCall {
+  tool: string;
+  args: unknown;
+  /** What the model wrote before its tool calls in this step. */
+  rationale: string | undefined;
+}
+
 /**
  * Which tool calls need an approver. Irreversible tools always do, unless listed in
  * `autoApprove` (recorded as auto-approved); even then, once untrusted content is in the
- * task's context they do again. `rules` send any call to a human when they return a reason.
+ * task's context they do again. `rules` send any call to a human when they return a reason;
+ * `confidence` sends calls the model (or a scorer) is unsure of; `sampleRate` sends a share of
+ * the calls that would otherwise run unasked, for auditing.
  */
 export interface ApprovalPolicy {
   /** Irreversible tools this agent may call without asking. @default [] */
   autoApprove?: string[];
   /** Per tool: a reason to ask a human about these (parsed) arguments, or undefined. */
   rules?: Record<string, (args: any) => string | undefined>;
-  /** How long a request may wait before it expires (treated as rejected). @default none */
+  /**
+   * Confidence routing: a side-effecting call whose confidence is below `below` goes to a
+   * human. The confidence is `scorer(call)` if given, else the one the model stated in its text
+   * before the call ("confidence: 0.8" or "confidence: 80%"); a call with no confidence at all
+   * counts as unsure. `tools` limits it to some tools. @default off
+   */
+  confidence?: { below: number; tools?: string[]; scorer?: (call: ScoredCall) => number | undefined };
+  /**
+   * Share (0..1) of side-effecting calls that would run without a human which are sent to one
+   * anyway, for auditing. The choice is a hash of the call's key, so a replayed call is
+   * sampled the same way. @default 0
+   */
+  sampleRate?: number;
+  /** Distinct approvers who must approve a call of these tools (`{ wire_money: 2 }`). @default 1 */
+  quorum?: Record<string, number>;
+  /** How long a request may wait for a decision. @default none */
   deadlineMs?: number;
+  /**
+   * What a passed deadline does: `reject` the call (or not raise the limit), or `escalate` the
+   * request to the next tier of approvers (config `approvers[].tier`), with a fresh deadline;
+   * with no higher tier left it is rejected. @default "reject"
+   */
+  onDeadline?: 'reject' | 'escalate';
 }
 
 /** The limits of one task, resolved from config, agent and task budget. */
@@ -127,6 +158,7 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     if (tools.has(tool.name)) throw new TypeError(`agent "${definition.name}" lists tool "${tool.name}" twice`);
     tools.set(tool.name, tool);
   }
+  checkPolicy(definition.name, definition.approvals ?? {}, tools);
   const base = {
     name: definition.name,
     description: definition.description,
@@ -150,6 +182,24 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     // No step cap of its own: the task's supervisor enforces every limit.
     machineInput: (start: TaskStart<I>): AgentLoopInput => ({ taskId: start.taskId, prompt: prompt(start.input) }),
   });
+}
+
+/** Refuses, at definition time, an approval policy that names unknown tools or impossible figures. */
+function checkPolicy(agent: string, policy: ApprovalPolicy, tools: ReadonlyMap<string, Tool<any, any>>): void {
+  const named = [...(policy.autoApprove ?? []), ...Object.keys(policy.rules ?? {}), ...Object.keys(policy.quorum ?? {}), ...(policy.confidence?.tools ?? [])];
+  for (const name of named) {
+    if (!tools.has(name)) throw new TypeError(`agent "${agent}": its approval policy names tool "${name}", which is not one of its tools (${[...tools.keys()].join(', ') || 'none'})`);
+  }
+  for (const [name, n] of Object.entries(policy.quorum ?? {})) {
+    if (!Number.isInteger(n) || n < 1) throw new TypeError(`agent "${agent}": quorum of "${name}" must be a whole number of approvers (1 or more), not ${n}`);
+  }
+  if (policy.sampleRate !== undefined && !(policy.sampleRate >= 0 && policy.sampleRate <= 1)) {
+    throw new TypeError(`agent "${agent}": sampleRate must be between 0 and 1, not ${policy.sampleRate}`);
+  }
+  if (policy.confidence && !(policy.confidence.below > 0 && policy.confidence.below <= 1)) {
+    throw new TypeError(`agent "${agent}": confidence.below must be in (0, 1], not ${policy.confidence.below}`);
+  }
+  if (policy.onDeadline && !policy.deadlineMs) throw new TypeError(`agent "${agent}": onDeadline needs a deadlineMs`);
 }
 
 /** Whether a module export looks like an agent made by {@link defineAgent}. */

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
 import { ErrorCode } from '../common/errors.ts';
 import type { TroupeConfig } from '../config/schema.ts';
-import { argsHash, decisionIdOf, decisionSchema, verifyDecision, type Decision } from '../runtime/approvals.ts';
+import { argsHash, decisionIdOf, decisionSchema, verifyDecision, type ApprovalRequest, type Decision } from '../runtime/approvals.ts';
 import { formatIssues } from '../config/load.ts';
 import type { Agent } from './agent.ts';
 import { RevisionConflictError, type JsonKv, type Versioned } from '../runtime/json-kv.ts';
@@ -91,15 +91,15 @@ export class DecisionDesk {
     }
     const approver = this.o.approvers.find((a) => a.publicKey === decision.approver);
     if (!approver) return refuse(ErrorCode.unknownApprover, `${decision.approver} is not a configured approver`);
-    if (approver.agents && !approver.agents.includes(env.agent)) {
-      return refuse(ErrorCode.approverNotAllowed, `approver ${approver.name} may not decide on agent ${env.agent}`);
-    }
+    const pending = env.pending;
+    const role = roleRefusal(approver, env.agent, pending, decision.verdict);
+    if (role) return refuse(ErrorCode.approverNotAllowed, role);
     if (!verifyDecision(decision)) return refuse(ErrorCode.badSignature, `the signature is not ${approver.name}'s over this decision`);
 
-    const pending = env.pending;
     const supervisor = TaskSupervisor.restore(env.supervisor);
     supervisor.paused(this.o.clock.now() - pending.createdAt);
     let approvals = env.approvals;
+    let approvedBy = approver.name;
     if (pending.kind === 'limit') {
       if (decision.verdict === 'edit') return refuse(ErrorCode.invalidDecision, 'a limit can be granted or rejected, not edited');
       if (decision.verdict === 'approve') supervisor.grant(pending.limit.name as Parameters<TaskSupervisor['grant']>[0], decision.grant?.amount ?? pending.ask.amount);
@@ -109,7 +109,15 @@ export class DecisionDesk {
       if (decision.verdict === 'approve') {
         // An approval covers exactly the arguments it was shown.
         if (decision.argsHash !== pending.argsHash) return refuse(ErrorCode.argsHashMismatch, `the decision approves arguments with hash ${decision.argsHash ?? '(none)'}, but the request's are ${pending.argsHash}`);
+        if (pending.quorum) {
+          const votes = env.votes ?? [];
+          if (votes.some((v) => v.approver === approver.publicKey)) return refuse(ErrorCode.duplicateVote, `${approver.name} already approved this request; it needs ${pending.quorum} different approvers`);
+          const counted = [...votes, { approver: approver.publicKey, name: approver.name, at: decision.at }];
+          if (counted.length < pending.quorum) return this.vote(stored, counted, decision, approver.name);
+          approvedBy = counted.map((v) => v.name).join(' + ');
+        }
       } else if (decision.verdict === 'edit') {
+        if (pending.quorum) return refuse(ErrorCode.invalidDecision, `this call needs ${pending.quorum} approvers, so it cannot be edited by one: reject it with a reason and the agent will propose new arguments`);
         if (decision.args === undefined || decision.argsHash !== argsHash(decision.args)) return refuse(ErrorCode.argsHashMismatch, 'an edit must carry the new arguments and their hash');
         const tool = this.o.agents.get(env.agent)?.tools.get(pending.tool.name);
         if (!tool) return refuse(ErrorCode.invalidEdit, `this host does not know tool ${pending.tool.name} of agent ${env.agent}`);
@@ -117,22 +125,43 @@ export class DecisionDesk {
         if (!parsed.success) return refuse(ErrorCode.invalidEdit, `the edited arguments do not match ${tool.name}'s schema:\n${formatIssues(parsed.error)}`);
         const objection = await tool.validate?.(parsed.data);
         if (objection) return refuse(ErrorCode.invalidEdit, `${tool.name} refused the edited arguments: ${objection}`);
+        const amount = tool.amount?.(parsed.data);
+        if (amount !== undefined && approver.maxAmount !== undefined && amount > approver.maxAmount) {
+          return refuse(ErrorCode.approverNotAllowed, `${approver.name} may approve amounts up to ${approver.maxAmount}; the edited call is for ${amount}`);
+        }
         args = parsed.data;
       }
       approvals = {
         ...approvals,
-        [pending.callKey]: { verdict: decision.verdict, ...(args !== undefined ? { args } : {}), ...(decision.reason ? { reason: decision.reason } : {}), approver: approver.name, at: decision.at },
+        [pending.callKey]: { verdict: decision.verdict, ...(args !== undefined ? { args } : {}), ...(decision.reason ? { reason: decision.reason } : {}), approver: approvedBy, at: decision.at },
       };
     }
     if (!(await this.wake(stored, supervisor, approvals))) return;
     this.o.events.emit(taskId, { type: 'decision', decisionId: id, requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: approver.name }, `${decision.requestId}:decision`);
-    this.o.logger.info({ taskId, requestId: decision.requestId, verdict: decision.verdict, approver: approver.name }, 'decision applied');
+    this.o.logger.info({ taskId, requestId: decision.requestId, verdict: decision.verdict, approver: approvedBy }, 'decision applied');
+  }
+
+  /** Records one approval of a request that needs a quorum; the task stays parked until it has them all. */
+  private async vote(stored: Versioned<SnapshotEnvelope>, votes: NonNullable<SnapshotEnvelope['votes']>, decision: Decision, name: string): Promise<void> {
+    const env = stored.value;
+    try {
+      await this.o.store.update(env.taskId, { ...env, votes, updatedAt: this.o.clock.now() }, stored.revision);
+    } catch (err) {
+      // Another approver's vote landed first: redelivery re-checks this one against it.
+      if (err instanceof RevisionConflictError) throw new Error(`vote on ${env.taskId} raced another decision`, { cause: err });
+      throw err;
+    }
+    const awaiting = (env.pending?.kind === 'tool' ? env.pending.quorum ?? 1 : 1) - votes.length;
+    this.o.events.emit(env.taskId, { type: 'decision', decisionId: decisionIdOf(decision), requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: name, awaiting }, `${decision.requestId}:vote:${decision.approver}`);
+    this.o.logger.info({ taskId: env.taskId, requestId: decision.requestId, approver: name, awaiting }, 'approval counted; more approvers needed');
   }
 
   /**
-   * Rejects every request whose deadline passed without a decision: a tool call is rejected
-   * (the model is told nobody approved it in time), a limit is not raised (the task stops).
-   * Every host sweeps; compare-and-set makes each expiry happen once.
+   * Acts on every request whose deadline passed without a decision. With `onDeadline:
+   * "escalate"` and a higher tier of approvers allowed to decide it, the request moves to that
+   * tier with a fresh deadline (and is published again); otherwise a tool call is rejected (the
+   * model is told nobody approved it in time) and a limit is not raised (the task stops).
+   * Every host sweeps; compare-and-set makes each step happen once.
    */
   async expireOverdue(): Promise<number> {
     let expired = 0;
@@ -141,6 +170,10 @@ export class DecisionDesk {
       const stored = await this.o.store.get(key).catch(() => undefined);
       const pending = stored?.value.status === 'parked' ? stored.value.pending : undefined;
       if (!stored || !pending?.deadlineAt || pending.deadlineAt > now) continue;
+      if (pending.onDeadline === 'escalate' && (await this.escalate(stored, pending, now))) {
+        expired++;
+        continue;
+      }
       const reason = `no approver decided before the deadline (${new Date(pending.deadlineAt).toISOString()})`;
       const supervisor = TaskSupervisor.restore(stored.value.supervisor);
       supervisor.paused(now - pending.createdAt);
@@ -155,6 +188,26 @@ export class DecisionDesk {
     return expired;
   }
 
+  /** Moves an overdue request to the next tier that has approvers for it. False if there is none. */
+  private async escalate(stored: Versioned<SnapshotEnvelope>, pending: ApprovalRequest, now: number): Promise<boolean> {
+    const tier = pending.tier ?? 1;
+    const next = Math.min(...this.o.approvers.filter((a) => a.tier > tier && !roleRefusal(a, stored.value.agent, { ...pending, tier: a.tier }, 'approve')).map((a) => a.tier));
+    if (!Number.isFinite(next)) return false;
+    const window = pending.deadlineAt! - pending.createdAt;
+    const raised: ApprovalRequest = { ...pending, tier: next, deadlineAt: now + window };
+    try {
+      await this.o.store.update(stored.value.taskId, { ...stored.value, pending: raised, updatedAt: now }, stored.revision);
+    } catch (err) {
+      if (err instanceof RevisionConflictError) return true;
+      throw err;
+    }
+    const reason = `no tier-${tier} approver decided in time; escalated to tier ${next}`;
+    await this.o.events.requestApproval(raised, `${pending.requestId}:tier${next}`);
+    this.o.events.emit(stored.value.taskId, { type: 'escalated', requestId: pending.requestId, reason, tier: next }, `${pending.requestId}:escalated:${next}`);
+    this.o.logger.warn({ taskId: stored.value.taskId, requestId: pending.requestId, tier: next }, 'approval request escalated to the next tier');
+    return true;
+  }
+
   /**
    * Writes a decided task back to `running` (compare-and-set on the revision the decision was
    * checked against) and publishes the message that lets a host claim it. False if another host
@@ -164,7 +217,7 @@ export class DecisionDesk {
     const env = stored.value;
     const requestId = env.pending!.requestId;
     const token = `${this.o.hostId}:decision:${requestId}`;
-    const { pending: _answered, ...rest } = env;
+    const { pending: _answered, votes: _counted, ...rest } = env;
     const woken: SnapshotEnvelope = {
       ...rest,
       status: 'running',
@@ -190,4 +243,22 @@ export class DecisionDesk {
     this.o.logger.warn({ taskId, requestId, error }, 'decision refused');
     this.o.events.emit(taskId, { type: 'decision_refused', ...(decisionId ? { decisionId } : {}), ...(requestId ? { requestId } : {}), error });
   }
+}
+
+/**
+ * Why this approver may not give this verdict on this request (their `agents`, `tier`, `tools`,
+ * and `maxAmount`, which bounds approvals, not rejections), or undefined when they may.
+ */
+export function roleRefusal(approver: TroupeConfig['approvers'][number], agent: string, request: ApprovalRequest, verdict: Decision['verdict']): string | undefined {
+  if (approver.agents && !approver.agents.includes(agent)) return `approver ${approver.name} may not decide on agent ${agent}`;
+  const tier = request.tier ?? 1;
+  if (approver.tier < tier) return `the request has been escalated to tier ${tier}; ${approver.name} is tier ${approver.tier}`;
+  if (approver.tools) {
+    if (request.kind !== 'tool') return `approver ${approver.name} decides only on calls of ${approver.tools.join(', ')}, not on limits`;
+    if (!approver.tools.includes(request.tool.name)) return `approver ${approver.name} may not decide on calls of ${request.tool.name}`;
+  }
+  if (verdict === 'approve' && request.kind === 'tool' && request.amount !== undefined && approver.maxAmount !== undefined && request.amount > approver.maxAmount) {
+    return `${approver.name} may approve amounts up to ${approver.maxAmount}; this call is for ${request.amount}`;
+  }
+  return undefined;
 }

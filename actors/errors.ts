@@ -44,6 +44,8 @@ export class ApprovalNeededSignal extends Error {
     readonly tool: import('../sandbox/tool.ts').Tool<any, any>,
     readonly args: unknown,
     readonly need: import('./approval-policy.ts').ApprovalNeed,
+    /** What the model wrote alongside the call. */
+    readonly rationale: string | undefined,
   ) {
     super(`call ${callKey} of "${tool.name}" needs an approver`);
   }

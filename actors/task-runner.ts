@@ -363,17 +363,23 @@ export class TaskRunner {
       limit: { name: breach.limit, used: breach.used, max: breach.max, message: breach.message },
       ask: { amount: breach.max },
       spent: this.spent(),
-      createdAt: this.deps.clock.now(),
-      ...(this.agent.approvals.deadlineMs ? { deadlineAt: this.deps.clock.now() + this.agent.approvals.deadlineMs } : {}),
+      ...this.sla(this.deps.clock.now()),
     };
+  }
+
+  /** When a request is created, its deadline and what the deadline does (the agent's policy). */
+  private sla(now: number): Pick<ApprovalRequest, 'createdAt' | 'deadlineAt' | 'onDeadline' | 'tier'> {
+    const { deadlineMs, onDeadline } = this.agent.approvals;
+    return { createdAt: now, tier: 1, ...(deadlineMs ? { deadlineAt: now + deadlineMs, onDeadline: onDeadline ?? 'reject' } : {}) };
   }
 
   /** Asks whether a tool call may run, with everything an approver needs to decide. */
   private toolRequest(signal: ApprovalNeededSignal): ApprovalRequest {
     const { tool, args, need, callKey } = signal;
-    const now = this.deps.clock.now();
     const snapshot = this.actor.getSnapshot() as AnyMachineSnapshot;
-    const rationale = partialOf(snapshot);
+    const rationale = signal.rationale ?? partialOf(snapshot);
+    const quorum = this.agent.approvals.quorum?.[tool.name];
+    const amount = tool.amount?.(args);
     return {
       v: 1,
       requestId: `${this.taskId}.tool.${callKey.split('/').slice(1).join('-')}`,
@@ -387,10 +393,12 @@ export class TaskRunner {
       args,
       argsHash: argsHash(args),
       ...(typeof rationale === 'string' ? { rationale } : {}),
+      ...(need.confidence !== undefined ? { confidence: need.confidence } : {}),
+      ...(amount !== undefined ? { amount } : {}),
+      ...(quorum && quorum > 1 ? { quorum } : {}),
       taskInput: taskInputOf(snapshot),
       spent: this.spent(),
-      createdAt: now,
-      ...(this.agent.approvals.deadlineMs ? { deadlineAt: now + this.agent.approvals.deadlineMs } : {}),
+      ...this.sla(this.deps.clock.now()),
     };
   }
 

@@ -49,8 +49,8 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
         continue;
       }
       if (!decided) {
-        const need = approvalNeed(deps.policy, tool, proposed, deps.tainted());
-        if (need.reasons.length) throw new ApprovalNeededSignal(call.key, tool, proposed, need);
+        const need = approvalNeed(deps.policy, tool, proposed, { key: call.key, rationale: input.rationale, tainted: deps.tainted() });
+        if (need.reasons.length) throw new ApprovalNeededSignal(call.key, tool, proposed, need, input.rationale);
       }
       // An edit was re-validated against the tool's schema when the decision was accepted.
       const args = decided?.verdict === 'edit' ? decided.args : proposed;

@@ -36,6 +36,7 @@ export const ErrorCode = {
   argsHashMismatch: 'args_hash_mismatch',
   invalidEdit: 'invalid_edit',
   approvalExpired: 'approval_expired',
+  duplicateVote: 'duplicate_vote',
   // effects
   effectFailed: 'effect_failed',
   unknownOutcome: 'unknown_outcome',

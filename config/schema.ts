@@ -170,6 +170,16 @@ const approverSchema = z
     publicKey: z.string().regex(/^U[A-Z2-7]{55}$/, 'a public user nkey: "U" followed by 55 base32 characters'),
     /** Agents whose tasks this approver may decide on. @default every agent */
     agents: z.array(z.string()).optional(),
+    /** Tools whose calls this approver may decide on (limit requests are not tool calls). @default every tool */
+    tools: z.array(z.string()).optional(),
+    /** Largest `amount` (a tool's `amount(args)`) of a call this approver may approve or edit to. @default no limit */
+    maxAmount: z.number().positive().optional(),
+    /**
+     * Escalation tier. A request starts at tier 1; when its deadline passes and the agent's policy
+     * says `onDeadline: "escalate"`, it moves to the next tier that has approvers. An approver may
+     * decide on requests at their tier or below. @default 1
+     */
+    tier: z.number().int().min(1).default(1),
   })
   .strict();
 

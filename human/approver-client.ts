@@ -15,7 +15,9 @@ export type Verdict =
   | { verdict: 'edit'; args: unknown; reason?: string };
 
 /** What the runtime made of a decision. */
-export type DecisionResult = { ok: true; decisionId: string } | { ok: false; error: WireErrorPayload };
+export type DecisionResult =
+  | { ok: true; decisionId: string; /** Approvals still needed before a quorum request takes effect. */ awaiting?: number }
+  | { ok: false; error: WireErrorPayload };
 
 const encoder = new TextEncoder();
 
@@ -95,7 +97,7 @@ export class ApproverClient {
     while (Date.now() < until) {
       const events = await taskHistory(this.js, this.s, request.taskId);
       const answer = events.find((e) => (e.type === 'decision' || e.type === 'decision_refused') && e.decisionId === id);
-      if (answer?.type === 'decision') return { ok: true, decisionId: id };
+      if (answer?.type === 'decision') return { ok: true, decisionId: id, ...(answer.awaiting ? { awaiting: answer.awaiting } : {}) };
       if (answer?.type === 'decision_refused') return { ok: false, error: answer.error };
       await new Promise((r) => setTimeout(r, 100));
     }

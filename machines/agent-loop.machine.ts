@@ -108,9 +108,12 @@ export const agentLoopMachine = setup({
         src: 'tools',
         input: ({ context }): ToolsEffectInput => {
           const last = context.messages[context.messages.length - 1]!;
-          const uses = toolUses(typeof last.content === 'string' ? [] : last.content);
+          const content = typeof last.content === 'string' ? [] : last.content;
+          const uses = toolUses(content);
+          const rationale = textOf(content);
           return {
             step: context.step,
+            ...(rationale ? { rationale } : {}),
             calls: uses.map((u, i) => ({ key: `${context.taskId}/${context.step}/${i + 1}`, toolUseId: u.id, name: u.name, input: u.input })),
           };
         },

@@ -47,6 +47,8 @@ export interface ToolCallIntent {
 export interface ToolsEffectInput {
   step: number;
   calls: ToolCallIntent[];
+  /** What the model wrote alongside the calls: its reasoning, shown to approvers and scored for confidence. */
+  rationale?: string;
 }
 
 export function toolUses(content: ContentBlock[]): ToolUseBlock[] {

@@ -21,8 +21,12 @@ const requestBase = {
   reason: z.string(),
   spent: figuresSchema,
   createdAt: z.number(),
-  /** After this (epoch ms) the request expires and is treated as rejected. */
+  /** After this (epoch ms) nobody decided in time: see `onDeadline`. */
   deadlineAt: z.number().optional(),
+  /** What the deadline does: reject (a limit is not raised), or move the request to the next tier. @default "reject" */
+  onDeadline: z.enum(['reject', 'escalate']).optional(),
+  /** Approvers of this tier or above may decide. @default 1 */
+  tier: z.number().int().min(1).optional(),
 };
 
 /** Why a tool call was sent to a human (any number of these). */
@@ -62,6 +66,10 @@ export const toolRequestSchema = z.object({
   confidence: z.number().min(0).max(1).optional(),
   /** The task's input, for context. */
   taskInput: z.unknown(),
+  /** The tool's `amount(args)`: approvers with a lower `maxAmount` may not approve it. */
+  amount: z.number().optional(),
+  /** Distinct approvers who must approve before the call runs (one rejection is enough). @default 1 */
+  quorum: z.number().int().min(2).optional(),
 });
 
 export const approvalRequestSchema = z.discriminatedUnion('kind', [limitRequestSchema, toolRequestSchema]);

@@ -47,8 +47,8 @@ export class TaskEvents {
   }
 
   /** Publishes an approval request durably (a re-publication after a crash is dropped). */
-  async requestApproval(request: ApprovalRequest): Promise<void> {
-    await this.js.publish(this.subjects.approval(request.agent, request.taskId), encoder.encode(JSON.stringify(request)), { msgID: request.requestId });
+  async requestApproval(request: ApprovalRequest, msgId = request.requestId): Promise<void> {
+    await this.js.publish(this.subjects.approval(request.agent, request.taskId), encoder.encode(JSON.stringify(request)), { msgID: msgId });
   }
 
   /** Records a rejected submission on `troupe.tasks.rejected.<agent>` and answers its sender. */

@@ -108,8 +108,8 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     limits: z.object({ usd: z.number().nullable(), tokens: z.number().nullable(), steps: z.number(), wallClock: z.number(), noProgress: z.number() }),
   }),
   z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
-  z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string() }),
-  z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string() }),
+  z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string(), tier: z.number().optional() }),
+  z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string(), /** Approvals still needed for a quorum; absent once the decision took effect. */ awaiting: z.number().optional() }),
   z.object({ type: z.literal('decision_refused'), ...eventBase, decisionId: z.string().optional(), requestId: z.string().optional(), error: wireErrorSchema }),
   z.object({ type: z.literal('done'), ...eventBase, output: z.unknown() }),
   z.object({ type: z.literal('failed'), ...eventBase, error: wireErrorSchema }),
@@ -167,6 +167,8 @@ export const snapshotEnvelopeV1Schema = z.object({
   tainted: z.boolean().optional(),
   /** The approval request a parked task waits on. */
   pending: approvalRequestSchema.optional(),
+  /** Approvals of `pending` so far, when it needs a quorum of distinct approvers. */
+  votes: z.array(z.object({ approver: z.string(), name: z.string(), at: z.number() })).optional(),
   /** The task's supervisor (budget, limits), persisted with the agent in the same write. */
   supervisor: z.unknown().optional(),
   outcome: taskOutcomeSchema.optional(),

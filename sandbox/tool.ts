@@ -37,6 +37,11 @@ export interface ToolDefinition<I = unknown, O = unknown> {
   untrusted?: boolean;
   /** Longest a call may run. @default 30000 */
   timeoutMs?: number;
+  /**
+   * The money a call with these arguments moves (in the unit approvers' `maxAmount` uses, e.g.
+   * USD). Shown on approval requests; an approver may only approve calls up to their `maxAmount`.
+   */
+  amount?: (input: I) => number;
   /** Semantic checks on parsed arguments before any side effect; return a reason to refuse. */
   validate?: (input: I) => string | undefined | Promise<string | undefined>;
   /**
@@ -50,6 +55,7 @@ export interface ToolDefinition<I = unknown, O = unknown> {
 /** A validated tool, ready for the gates and the runner. */
 export interface Tool<I = unknown, O = unknown> extends Required<Pick<ToolDefinition<I, O>, 'name' | 'description' | 'input' | 'output' | 'reversibility' | 'isolation' | 'timeoutMs' | 'untrusted' | 'run'>> {
   validate: ToolDefinition<I, O>['validate'];
+  amount: ToolDefinition<I, O>['amount'];
   reconcile: ToolDefinition<I, O>['reconcile'];
   /** The input schema as JSON Schema, for the model's tool list. */
   inputJsonSchema: Record<string, unknown>;
@@ -79,6 +85,7 @@ export function defineTool<I, O>(definition: ToolDefinition<I, O>): Tool<I, O> {
     timeoutMs: definition.timeoutMs ?? 30_000,
     untrusted: definition.untrusted ?? false,
     validate: definition.validate,
+    amount: definition.amount,
     reconcile: definition.reconcile,
     run: definition.run,
     inputJsonSchema: jsonSchema,

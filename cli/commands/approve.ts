@@ -85,6 +85,10 @@ export const approveCommand: Command = {
       if (ref !== taskId && ref !== request.requestId) throw new TerminalError(ErrorCode.notFound, `request ${ref} is not pending; task ${taskId} waits on ${request.requestId}`);
       const reason = typeof values.reason === 'string' ? { reason: values.reason } : {};
       const result = await client.decide(request, values.approve ? { verdict: 'approve', ...(grant !== undefined ? { grant } : {}), ...reason } : { verdict: 'reject', ...reason });
+      if (result.ok && result.awaiting) {
+        process.stdout.write(`approval counted: ${result.awaiting} more approver(s) needed before task ${taskId} continues\n`);
+        return 0;
+      }
       if (result.ok) {
         process.stdout.write(`${values.approve ? 'approved' : 'rejected'}: task ${taskId} continues on the next free host\n`);
         return 0;

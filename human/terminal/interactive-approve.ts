@@ -51,6 +51,8 @@ export function renderSurface(r: ApprovalRequest, now: number): string {
     );
     if (r.rationale) lines.push('  agent rationale:', indent(r.rationale));
     if (r.confidence !== undefined) lines.push(`  agent confidence: ${r.confidence}`);
+    if (r.amount !== undefined) lines.push(`  amount: ${r.amount}`);
+    if (r.quorum) lines.push(`  needs ${r.quorum} different approvers`);
     lines.push('  task input:', indent(pretty(r.taskInput)));
   } else {
     lines.push(
@@ -61,8 +63,10 @@ export function renderSurface(r: ApprovalRequest, now: number): string {
     );
   }
   lines.push(`  cost so far: $${r.spent.usd.toFixed(4)}, ${r.spent.tokens} tokens, ${r.spent.steps} steps`);
-  const deadline = r.kind === 'tool' ? r.deadlineAt : undefined;
-  lines.push(`  deadline: ${deadline === undefined ? 'none' : `${new Date(deadline).toISOString()} (${deadline > now ? `in ${formatDuration(deadline - now)}` : 'passed'})`}`);
+  const deadline = r.deadlineAt;
+  const then = r.onDeadline === 'escalate' ? 'then escalated to the next tier' : 'then rejected';
+  lines.push(`  deadline: ${deadline === undefined ? 'none' : `${new Date(deadline).toISOString()} (${deadline > now ? `in ${formatDuration(deadline - now)}` : 'passed'}), ${then}`}`);
+  if (r.tier && r.tier > 1) lines.push(`  escalated to tier ${r.tier}`);
   return lines.join('\n');
 }
 
@@ -173,7 +177,8 @@ async function decideOn(request: ApprovalRequest, io: Prompter, say: (t: string)
     }
     say('sending the signed decision...');
     const result = await client.decide(request, verdict);
-    if (result.ok) say(`applied: ${verdict.verdict} of ${request.requestId} (decision ${result.decisionId}); task ${request.taskId} continues on the next free host`);
+    if (result.ok && result.awaiting) say(`counted: your approval of ${request.requestId} is recorded; ${result.awaiting} more approver(s) needed`);
+    else if (result.ok) say(`applied: ${verdict.verdict} of ${request.requestId} (decision ${result.decisionId}); task ${request.taskId} continues on the next free host`);
     else say(`refused: ${result.error.code}: ${result.error.message}`);
     return true;
   }

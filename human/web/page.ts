@@ -66,7 +66,7 @@ button{font:inherit;padding:.45rem 1rem;border-radius:6px;border:1px solid #c5ca
 button.approve{background:#1f7a3d;border-color:#1f7a3d;color:#fff}
 button.reject{background:#b3261e;border-color:#b3261e;color:#fff}
 button:disabled{opacity:.55;cursor:wait}
-#outcome{position:fixed;right:1.2rem;bottom:1.2rem;max-width:32rem;padding:.8rem 1rem;border-radius:8px;background:#1d2330;color:#fff}
+#outcome{position:fixed;right:1.2rem;bottom:1.2rem;max-width:32rem;padding:.8rem 1rem;border-radius:8px;background:#1d2330;color:#fff;white-space:pre-line}
 #outcome.ok{background:#1f7a3d}
 #outcome.error{background:#b3261e}
 @media (max-width:760px){main{grid-template-columns:1fr}}
@@ -151,9 +151,12 @@ export const APP_JS = String.raw`'use strict';
       row(dl, 'Arguments', el('pre', { id: 'args', text: pretty(r.args) }));
       row(dl, 'Agent rationale', r.rationale);
       row(dl, 'Agent confidence', r.confidence === undefined ? null : Math.round(r.confidence * 100) + ' %');
+      row(dl, 'Amount', r.amount === undefined ? null : String(r.amount));
+      row(dl, 'Approvers needed', r.quorum ? String(r.quorum) + ' different approvers' : null);
       row(dl, 'Task input', el('pre', { text: pretty(r.taskInput) }));
-      if (r.deadlineAt) row(dl, 'Deadline', el('span', {}, new Date(r.deadlineAt).toLocaleString() + ' (', el('span', { 'data-deadline': String(r.deadlineAt) }), ')'));
     }
+    if (r.deadlineAt) row(dl, 'Deadline', el('span', {}, new Date(r.deadlineAt).toLocaleString() + ' (', el('span', { 'data-deadline': String(r.deadlineAt) }), ')' + (r.onDeadline === 'escalate' ? ', then escalated' : ', then rejected')));
+    row(dl, 'Tier', r.tier && r.tier > 1 ? 'escalated to tier ' + r.tier : null);
     row(dl, 'Spent so far', '$' + r.spent.usd.toFixed(4) + ', ' + r.spent.tokens + ' tokens, ' + r.spent.steps + ' steps');
     row(dl, 'Waiting', el('span', { 'data-created': String(r.createdAt) }));
     var reason = el('textarea', { id: 'reason', rows: '2', placeholder: 'Optional for approve; the model sees it on reject' });
@@ -204,7 +207,8 @@ export const APP_JS = String.raw`'use strict';
       .then(function (res) { return res.json().catch(function () { return { ok: false, error: { code: 'http_' + res.status, message: res.statusText } }; }); })
       .then(function (result) {
         var what = body.verdict === 'reject' ? 'Rejected' : body.verdict === 'edit' ? 'Approved with edited arguments' : 'Approved';
-        if (result.ok) show(true, what + ': applied; task ' + (r ? r.taskId : '') + ' continues.');
+        if (result.ok && result.awaiting) show(true, what + ': counted; ' + result.awaiting + ' more approver(s) needed.');
+        else if (result.ok) show(true, what + ': applied; task ' + (r ? r.taskId : '') + ' continues.');
         else show(false, 'Refused (' + result.error.code + '): ' + result.error.message);
         // The live stream will say the same; this only closes the gap if it lags.
         return resync();

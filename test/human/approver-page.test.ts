@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 import { createUser } from '@nats-io/nkeys';
@@ -11,13 +11,13 @@ import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { startHost } from '../helpers/host.ts';
 import { spender, spenderScenario } from '../helpers/spender.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { chromiumNote, hasChromium, launchChromium } from '../helpers/browser.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
 /** The approver's web page: its HTTP guards, then a real browser approving a parked task. */
 
 const ada = createUser();
 const seed = new TextDecoder().decode(ada.getSeed());
-const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'a-long-enough-access-token-for-tests';
 let nats: NatsTestContext;
 let sim: SimulatorHandle;
@@ -151,15 +151,10 @@ describe('approver page over HTTP', () => {
   });
 });
 
-describe.skipIf(!existsSync(CHROMIUM))(`approver page in headless Chromium${existsSync(CHROMIUM) ? '' : ` (skipped: ${CHROMIUM} is absent; apt-get install chromium)`}`, () => {
+describe.skipIf(!hasChromium)(`approver page in headless Chromium${chromiumNote}`, () => {
   it('shows a new request live, approves it with a click, and the task completes', async () => {
-    const { chromium } = await import('playwright-core');
     await using server = await startApproverServer({ client: approver, port: 0 });
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
       const problems: string[] = [];

@@ -76,10 +76,11 @@ describe('agentLoopMachine', () => {
         { type: 'tool_result', tool_use_id: 'tu_b', content: '{"ok":"weather"}' },
       ],
     });
-    // Tool calls carry the model's tool_use ids, names and inputs unchanged.
+    // Tool calls carry the model's tool_use ids, names and inputs unchanged, and its words as the rationale.
     expect(trace.toolInputs).toEqual([
       {
         step: 0,
+        rationale: 'let me look',
         calls: [
           { key: 'loop-1/0/1', toolUseId: 'tu_a', name: 'lookup', input: { id: 1 } },
           { key: 'loop-1/0/2', toolUseId: 'tu_b', name: 'weather', input: { city: 'Oslo' } },
