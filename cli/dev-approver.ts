@@ -2,7 +2,7 @@ import { createUser } from '@nats-io/nkeys';
 import { ApproverClient } from '../human/approver-client.ts';
 import { startApproverServer } from '../human/web/index.ts';
 import { compileConfig, type LoadedConfig } from '../config/load.ts';
-import { connectNats } from '../runtime/connection.ts';
+import { connectClient } from './connect.ts';
 
 /** The approver page of a `troupe up --ui`, with the key it signs with. */
 export interface DevApprover {
@@ -20,9 +20,12 @@ export function withDevApprover(loaded: LoadedConfig): { loaded: LoadedConfig; k
   return { loaded: { ...loaded, config: compileConfig({ ...loaded.config, approvers }) }, key };
 }
 
-/** Serves the approver page on loopback, signing with the development key. */
-export async function startDevApprover(natsUrl: string, loaded: LoadedConfig, key: ReturnType<typeof createUser>, port: number): Promise<DevApprover> {
-  const client = await ApproverClient.connect(await connectNats({ servers: [natsUrl], name: 'troupe-dev-approver' }), { prefix: loaded.config.prefix, key });
+/**
+ * Serves the approver page on loopback, signing with the development key. It connects like
+ * `troupe approver` does, so under `--secure` it is the approvers user.
+ */
+export async function startDevApprover(loaded: LoadedConfig, key: ReturnType<typeof createUser>, port: number): Promise<DevApprover> {
+  const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-dev-approver', 'approvers'), { prefix: loaded.config.prefix, key });
   const server = await startApproverServer({ client, port });
   return {
     url: server.url,

@@ -1,13 +1,29 @@
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import { Host } from '../actors/host.ts';
+import { ErrorCode, TerminalError } from '../common/errors.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import { connectNats } from '../runtime/connection.ts';
 import { startEmbeddedServer, type EmbeddedServer } from '../runtime/embedded-server.ts';
-import { recordUrl } from './connect.ts';
+import { writeNatsConfig, type NatsUsers } from '../runtime/nats-config/index.ts';
+import { recordUrl, serverConfigFile, usersFile } from './connect.ts';
 import { loadAgents } from './load-agents.ts';
 import { createModel, type ModelSetup } from './model.ts';
+
+/** What {@link startStack} starts. */
+export interface StackOptions {
+  /** Start an embedded nats-server when no NATS servers are configured (`troupe up`). */
+  embedded: boolean;
+  /**
+   * Run the embedded server with the per-role users of `troupe nats-config`, new passwords for
+   * this run, and connect the host as the hosts user (`troupe up --secure`). Other commands in
+   * the project find the users in {@link usersFile}. Refused when NATS servers are configured:
+   * troupe does not start a server then. @default false
+   */
+  secure?: boolean;
+}
 
 /** A running troupe: (embedded) NATS, a model, a host. */
 export interface Stack extends AsyncDisposable {
@@ -16,6 +32,8 @@ export interface Stack extends AsyncDisposable {
   host: Host;
   model: ModelSetup;
   server: EmbeddedServer | undefined;
+  /** In secure mode, the file (mode 600) holding each role's user and password; removed by `close()`. */
+  usersFile: string | undefined;
   close(): Promise<void>;
 }
 
@@ -23,25 +41,48 @@ export interface Stack extends AsyncDisposable {
  * Starts what `troupe up` (embedded: no `NATS_URL`) or `troupe host` (against `NATS_URL`) run.
  * `close()` shuts down in order: hand tasks over, then the model, NATS connection and server.
  */
-export async function startStack(loaded: LoadedConfig, logger: Logger, options: { embedded: boolean }): Promise<Stack> {
+export async function startStack(loaded: LoadedConfig, logger: Logger, options: StackOptions): Promise<Stack> {
   const { config } = loaded;
+  let servers = config.nats.servers;
+  if (options.secure && (!options.embedded || servers?.length)) {
+    throw new TerminalError(
+      ErrorCode.invalidConfig,
+      '--secure secures the nats-server troupe starts itself, and with NATS_URL (nats.servers) it starts none. Secure your own server with `troupe nats-config` and give each process its user (NATS_USER / NATS_PASSWORD).',
+    );
+  }
   const agents = await loadAgents(loaded.agentModules);
   let server: EmbeddedServer | undefined;
-  let forgetUrl = () => {};
-  let servers = config.nats.servers;
+  let users: NatsUsers | undefined;
+  let forgetServer = () => {};
   if (options.embedded && !servers?.length) {
-    server = await startEmbeddedServer({
-      storeDir: path.resolve(loaded.baseDir, config.embedded.storeDir),
-      port: config.embedded.port,
-      binary: config.embedded.binary,
-    });
+    const storeDir = path.resolve(loaded.baseDir, config.embedded.storeDir);
+    const binary = config.embedded.binary;
+    if (options.secure) {
+      const conf = writeNatsConfig({ file: serverConfigFile(loaded), port: config.embedded.port, storeDir, prefix: config.prefix });
+      users = conf.users;
+      const forgetConfig = () => rmSync(conf.file, { force: true });
+      try {
+        server = await startEmbeddedServer({ storeDir, configFile: conf.file, binary });
+      } catch (err) {
+        forgetConfig();
+        throw err;
+      }
+      const forgetUrl = recordUrl(loaded, server.url, users);
+      forgetServer = () => {
+        forgetUrl();
+        forgetConfig();
+      };
+    } else {
+      server = await startEmbeddedServer({ storeDir, port: config.embedded.port, binary });
+      forgetServer = recordUrl(loaded, server.url);
+    }
     servers = [server.url];
-    forgetUrl = recordUrl(loaded, server.url);
-    logger.info({ url: server.url, storeDir: server.storeDir }, 'embedded nats-server started');
+    logger.info({ url: server.url, storeDir: server.storeDir, secure: users !== undefined }, 'embedded nats-server started');
   }
   if (!servers?.length) throw new Error('no NATS servers: set NATS_URL (or nats.servers in troupe.config.json)');
   const model = await createModel(loaded, logger);
-  const nc = await connectNats({ servers, name: `${config.nats.name}-host`, credsFile: config.nats.credsFile, user: config.nats.user, password: config.nats.password });
+  const credentials = users ? { user: users.hosts.user, password: users.hosts.password } : { credsFile: config.nats.credsFile, user: config.nats.user, password: config.nats.password };
+  const nc = await connectNats({ servers, name: `${config.nats.name}-host`, ...credentials });
   const host = new Host({ nc, config, agents, model: (agent) => model.clientFor(agent), logger });
   await host.start();
   let closing: Promise<void> | undefined;
@@ -50,8 +91,8 @@ export async function startStack(loaded: LoadedConfig, logger: Logger, options: 
       await host.close();
       await model.close();
       await nc.drain().catch(() => {});
-      forgetUrl();
+      forgetServer();
       await server?.close();
     })());
-  return { url: servers[0]!, nc, host, model, server, close, [Symbol.asyncDispose]: close };
+  return { url: servers[0]!, nc, host, model, server, usersFile: users ? usersFile(loaded) : undefined, close, [Symbol.asyncDispose]: close };
 }

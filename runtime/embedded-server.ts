@@ -7,12 +7,20 @@ import { ErrorCode, TerminalError, TroupeError } from '../common/errors.ts';
 export interface EmbeddedServerOptions {
   /** JetStream store directory; created if missing. */
   storeDir: string;
-  /** Client port on 127.0.0.1; 0 picks a free one. @default 0 */
+  /** Client port on 127.0.0.1; 0 picks a free one. Not allowed with `configFile`. @default 0 */
   port?: number;
   /** `nats-server` binary. @default "nats-server" */
   binary?: string;
-  /** Extra command-line arguments (for example `-c file.conf`). */
+  /** Extra command-line arguments. Not allowed with `configFile`. */
   args?: string[];
+  /**
+   * A complete nats-server configuration to run with instead of the built-in flags, such as the
+   * per-role users `writeNatsConfig` writes. It must listen on 127.0.0.1 and keep JetStream in
+   * `storeDir`, as `writeNatsConfig({ storeDir })` does. The server then gets `-c configFile`
+   * and only the flag for its pid file: nats-server refuses a store dir given both in the file
+   * and by `-sd`.
+   */
+  configFile?: string;
   /** How long to wait for "Server is ready". @default 15000 */
   readyTimeoutMs?: number;
 }
@@ -36,25 +44,30 @@ export class NatsServerError extends TerminalError {
 }
 
 /**
- * Starts `nats-server -js` on loopback with its store under `storeDir` and resolves once it
- * accepts clients. A server left behind by a killed troupe on the same store is stopped first,
- * so two servers never share one store.
+ * Starts `nats-server -js` on loopback with its store under `storeDir` (or `nats-server -c
+ * configFile`) and resolves once it accepts clients. A server left behind by a killed troupe on
+ * the same store is stopped first, so two servers never share one store.
  */
 export async function startEmbeddedServer(options: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  if (options.configFile && (options.port || options.args?.length)) {
+    throw new TerminalError(ErrorCode.invalidConfig, 'startEmbeddedServer: with configFile, the port and any other setting come from the file; do not pass port or args');
+  }
   const storeDir = path.resolve(options.storeDir);
   mkdirSync(storeDir, { recursive: true });
   const pidFile = path.join(storeDir, 'nats-server.pid');
   await stopStaleServer(pidFile);
 
   const binary = options.binary ?? 'nats-server';
-  const args = [
-    '-js',
-    '-a', '127.0.0.1',
-    '-p', String(options.port && options.port > 0 ? options.port : -1),
-    '-sd', storeDir,
-    '-P', pidFile,
-    ...(options.args ?? []),
-  ];
+  const args = options.configFile
+    ? ['-c', path.resolve(options.configFile), '-P', pidFile]
+    : [
+        '-js',
+        '-a', '127.0.0.1',
+        '-p', String(options.port && options.port > 0 ? options.port : -1),
+        '-sd', storeDir,
+        '-P', pidFile,
+        ...(options.args ?? []),
+      ];
   const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const port = await waitReady(child, binary, options.readyTimeoutMs ?? 15_000);
   let closing: Promise<void> | undefined;

@@ -39,7 +39,7 @@ export const approvalsCommand: Command = {
   options: { json: { type: 'boolean' } },
   async run({ values }) {
     const loaded = await configFor(values);
-    const nc = await connectClient(loaded, 'troupe-approvals');
+    const nc = await connectClient(loaded, 'troupe-approvals', 'observers');
     try {
       const bucket = makeSubjects(loaded.config.prefix).buckets.snapshots;
       const waiting = await pendingRequests(new JsonKv(await new Kvm(jetstream(nc)).open(bucket), bucket, snapshotEnvelopeSchema));
@@ -78,7 +78,7 @@ export const approveCommand: Command = {
     if (grant !== undefined && !(grant > 0)) throw new TerminalError(ErrorCode.invalidInput, `--grant must be a positive number (got ${values.grant})`);
     const taskId = ref.split('.')[0]!;
     const loaded = await configFor(values);
-    const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-approver'), { prefix: loaded.config.prefix, key });
+    const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-approver', 'approvers'), { prefix: loaded.config.prefix, key });
     try {
       const request = (await client.pending()).find((r) => r.taskId === taskId);
       if (!request) throw new TerminalError(ErrorCode.notFound, `task ${taskId} is not waiting for a decision (see \`troupe approvals\`)`);
@@ -105,7 +105,7 @@ export const approveCommand: Command = {
 async function interactive(values: Record<string, string | boolean | undefined>): Promise<number> {
   const key = loadApproverKey(values);
   const loaded = await configFor(values);
-  const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-approver'), { prefix: loaded.config.prefix, key });
+  const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-approver', 'approvers'), { prefix: loaded.config.prefix, key });
   try {
     process.stdout.write(`approving as ${client.publicKey}\n`);
     await runInteractiveApprover({ client, input: process.stdin, output: process.stdout });

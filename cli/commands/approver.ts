@@ -12,7 +12,7 @@ export const approverCommand: Command = {
   async run({ values }) {
     const key = loadApproverKey(values);
     const loaded = await configFor(values);
-    const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-approver-web'), { prefix: loaded.config.prefix, key });
+    const client = await ApproverClient.connect(await connectClient(loaded, 'troupe-approver-web', 'approvers'), { prefix: loaded.config.prefix, key });
     const server = await startApproverServer({
       client,
       port: Number(values.port ?? 8080),

@@ -14,7 +14,7 @@ export const breakersCommand: Command = {
   options: { json: { type: 'boolean' } },
   async run({ values }) {
     const loaded = await configFor(values);
-    const nc = await connectClient(loaded, 'troupe-breakers');
+    const nc = await connectClient(loaded, 'troupe-breakers', 'observers');
     try {
       const bucket = makeSubjects(loaded.config.prefix).buckets.breakers;
       let store: JsonKv<BreakerRecord>;

@@ -5,17 +5,19 @@ import { writeNatsConfig, type NatsRole } from '../../runtime/nats-config/nats-c
 
 const roles: Array<{ role: NatsRole; what: string }> = [
   { role: 'hosts', what: 'troupe host / troupe worker' },
-  { role: 'submitters', what: 'troupe submit / status, and your applications' },
-  { role: 'approvers', what: 'troupe approvals / approve' },
+  { role: 'submitters', what: 'troupe submit, and your applications that submit tasks' },
+  { role: 'approvers', what: 'troupe approve / approver' },
+  { role: 'observers', what: 'troupe status / tasks / approvals / breakers (read only)' },
 ];
 
 /**
  * `troupe nats-config`: writes a nats-server configuration with JetStream and one user per role
- * (hosts, submitters, approvers), each allowed only what its role needs, and prints the
- * environment each role connects with.
+ * (hosts, submitters, approvers, observers), each allowed only what its role needs, and prints
+ * the environment each role connects with. `troupe up --secure` runs its embedded server with
+ * the same configuration.
  */
 export const natsConfigCommand: Command = {
-  summary: 'write a nats-server config with per-role users (hosts, submitters, approvers) and print their credentials',
+  summary: 'write a nats-server config with per-role users (hosts, submitters, approvers, observers) and print their credentials',
   usage: 'troupe nats-config [--file troupe-nats.conf] [--port 4222] [--store-dir .troupe/nats] [--prefix troupe]',
   options: { file: { type: 'string' }, port: { type: 'string' }, 'store-dir': { type: 'string' }, prefix: { type: 'string' } },
   async run({ values }) {

@@ -59,7 +59,7 @@ export const statusCommand: Command = {
     const [taskId] = positionals;
     if (!taskId) throw new TerminalError(ErrorCode.invalidTaskId, 'name the task: troupe status <taskId>');
     const loaded = await configFor(values);
-    const nc = await connectClient(loaded, 'troupe-status');
+    const nc = await connectClient(loaded, 'troupe-status', 'observers');
     try {
       const store = await openSnapshots(nc, loaded.config.prefix);
       const found = await store.get(taskId);
@@ -89,7 +89,7 @@ export const tasksCommand: Command = {
   options: { json: { type: 'boolean' }, limit: { type: 'string' } },
   async run({ values }) {
     const loaded = await configFor(values);
-    const nc = await connectClient(loaded, 'troupe-tasks');
+    const nc = await connectClient(loaded, 'troupe-tasks', 'observers');
     try {
       const store = await openSnapshots(nc, loaded.config.prefix);
       const limit = Number(values.limit ?? 50);

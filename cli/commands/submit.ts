@@ -85,7 +85,7 @@ export const submitCommand: Command = {
     }
     if (values.input === undefined) throw new TerminalError(ErrorCode.invalidInput, "--input '<json>' is required (see `troupe agents` for each agent's input)");
     const loaded = await configFor(values);
-    const nc = await connectClient(loaded, 'troupe-submit');
+    const nc = await connectClient(loaded, 'troupe-submit', 'submitters');
     const json = values.json === true;
     try {
       const taskId = typeof values['task-id'] === 'string' ? values['task-id'] : undefined;

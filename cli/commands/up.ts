@@ -1,8 +1,21 @@
+import path from 'node:path';
 import { createLogger } from '../logger.ts';
 import { startDevApprover, withDevApprover } from '../dev-approver.ts';
 import { startStack } from '../stack.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
+
+/** What `--secure` did, for the terminal: where the users are and what each may do. No secrets. */
+function secureModeNotice(usersFile: string): string {
+  const shown = path.relative(process.cwd(), usersFile);
+  const where = shown.startsWith('..') || path.isAbsolute(shown) ? usersFile : shown;
+  return [
+    `secure mode: nats-server requires a user; users for hosts, submitters, approvers and observers, with passwords new for this run, written to ${where} (mode 600)`,
+    '  submitters may only publish tasks, approvers only decisions, observers only read; this host connects as the hosts user',
+    '  troupe submit / status / tasks / approvals / approve / approver in this directory connect with the right user from that file',
+    '',
+  ].join('\n');
+}
 
 /** Runs until SIGINT/SIGTERM, then shuts down gracefully (a second signal forces exit). */
 async function runUntilSignal(values: Record<string, string | boolean | undefined>, embedded: boolean): Promise<number> {
@@ -10,9 +23,10 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
   const ui = values.ui === true ? withDevApprover(loaded) : undefined;
   if (ui) loaded = ui.loaded;
   const logger = createLogger(loaded.config);
-  const stack = await startStack(loaded, logger, { embedded });
-  logger.info({ nats: stack.url, model: stack.model.provider }, embedded ? 'troupe is up; Ctrl-C to stop' : 'troupe host is running; Ctrl-C to stop');
-  const page = ui ? await startDevApprover(stack.url, loaded, ui.key, Number(values['ui-port'] ?? 8080)) : undefined;
+  const stack = await startStack(loaded, logger, { embedded, secure: values.secure === true });
+  logger.info({ nats: stack.url, model: stack.model.provider, secure: stack.usersFile !== undefined }, embedded ? 'troupe is up; Ctrl-C to stop' : 'troupe host is running; Ctrl-C to stop');
+  if (stack.usersFile) process.stdout.write(secureModeNotice(stack.usersFile));
+  const page = ui ? await startDevApprover(loaded, ui.key, Number(values['ui-port'] ?? 8080)) : undefined;
   if (page) {
     process.stdout.write(`approver page: ${page.url}\n`);
     logger.warn({ url: page.url }, 'the approver page signs with a DEVELOPMENT key made for this run and trusted only by it; in production each approver runs `troupe approver` with their own key');
@@ -38,9 +52,9 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
 }
 
 export const upCommand: Command = {
-  summary: 'run troupe until Ctrl-C: its own nats-server (unless NATS_URL is set), a host and the model',
-  usage: 'troupe up [--ui [--ui-port 8080]] [--config file]',
-  options: { ui: { type: 'boolean' }, 'ui-port': { type: 'string' } },
+  summary: 'run troupe until Ctrl-C: its own nats-server (unless NATS_URL is set; --secure: with per-role users), a host and the model',
+  usage: 'troupe up [--secure] [--ui [--ui-port 8080]] [--config file]',
+  options: { secure: { type: 'boolean' }, ui: { type: 'boolean' }, 'ui-port': { type: 'string' } },
   run: ({ values }) => runUntilSignal(values, true),
 };
 

@@ -1,22 +1,26 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { z } from 'zod';
 import { subjects as makeSubjects, type Subjects } from '../subjects.ts';
+import { writePrivateFile } from './private-file.ts';
 
 /** A user name and password in the generated configuration. */
-export interface NatsCredentials {
-  user: string;
-  password: string;
-}
+export const natsCredentialsSchema = z.object({ user: z.string().min(1), password: z.string().min(1) });
+export type NatsCredentials = z.infer<typeof natsCredentialsSchema>;
 
-/** The three roles troupe distinguishes on the transport. */
-export type NatsRole = 'hosts' | 'submitters' | 'approvers';
+/** The roles troupe distinguishes on the transport, in the order the configuration lists them. */
+export const natsRoles = ['hosts', 'submitters', 'approvers', 'observers'] as const;
+export type NatsRole = (typeof natsRoles)[number];
 
 /** Options of {@link writeNatsConfig}. */
 export interface NatsConfigOptions {
   /** Where the configuration is written (parent directories are created). */
   file: string;
-  /** Client port on 127.0.0.1. @default 4222 */
+  /**
+   * Client port on 127.0.0.1; 0 lets the server pick a free port when it starts (`url` then
+   * says port 0: use the running server's address, as `startEmbeddedServer` reports it).
+   * @default 4222
+   */
   port?: number;
   /** JetStream store directory. */
   storeDir: string;
@@ -35,8 +39,10 @@ export interface RolePermissions {
 /** What {@link writeNatsConfig} wrote. */
 export interface NatsConfig {
   file: string;
+  /** As given; 0 means the server picks one. */
   port: number;
   storeDir: string;
+  /** `nats://127.0.0.1:<port>` */
   url: string;
   users: Record<NatsRole, NatsCredentials>;
   permissions: Record<NatsRole, RolePermissions>;
@@ -72,6 +78,8 @@ function streamReader(stream: string): string[] {
  * - approvers: publish decisions (`<prefix>.decisions.*`), read the snapshot bucket (to list what
  *   is parked) and task events (to see a host's verdict on a decision), receive on `_INBOX.>`.
  *   They cannot write the bucket, submit tasks or touch streams.
+ * - observers (`troupe status`, `tasks`, `approvals`, `breakers`, dashboards): read the snapshot
+ *   and breaker buckets and task events, receive on `_INBOX.>`, and publish nothing else.
  */
 export function rolePermissions(s: Subjects = makeSubjects()): Record<NatsRole, RolePermissions> {
   const kvStream = `KV_${s.buckets.snapshots}`;
@@ -88,16 +96,23 @@ export function rolePermissions(s: Subjects = makeSubjects()): Record<NatsRole, 
       publish: [s.allDecisions, '$JS.API.INFO', '$JS.FC.>', ...streamReader(s.streams.events), ...streamReader(kvStream)],
       subscribe: ['_INBOX.>'],
     },
+    observers: {
+      publish: ['$JS.API.INFO', '$JS.FC.>', ...streamReader(s.streams.events), ...streamReader(kvStream), ...streamReader(`KV_${s.buckets.breakers}`)],
+      subscribe: ['_INBOX.>'],
+    },
   };
 }
 
 const q = (v: string) => JSON.stringify(v);
 const list = (items: string[], indent: string) => `[\n${items.map((i) => `${indent}  ${q(i)}`).join(',\n')}\n${indent}]`;
 
-/** The text of a nats-server (2.9+) configuration with JetStream and the three users. */
+/**
+ * The text of a nats-server (2.9+) configuration with JetStream and a user per role. It is
+ * complete: `nats-server -c <file>` needs no other flag (and must not get `-sd`, which
+ * nats-server refuses next to the file's `store_dir`).
+ */
 export function renderNatsConfig(c: Omit<NatsConfig, 'file' | 'url'>): string {
-  const roles = Object.keys(c.users) as NatsRole[];
-  const users = roles.map((role) => {
+  const users = natsRoles.map((role) => {
     const u = c.users[role];
     const p = c.permissions[role];
     return [
@@ -114,7 +129,8 @@ export function renderNatsConfig(c: Omit<NatsConfig, 'file' | 'url'>): string {
   });
   return [
     '# Written by `troupe nats-config`. Every user may only do what its role needs.',
-    `listen: "127.0.0.1:${c.port}"`,
+    // -1: nats-server picks a free port and logs it.
+    `listen: "127.0.0.1:${c.port > 0 ? c.port : -1}"`,
     'jetstream {',
     `  store_dir: ${q(c.storeDir)}`,
     '}',
@@ -130,18 +146,18 @@ export function renderNatsConfig(c: Omit<NatsConfig, 'file' | 'url'>): string {
 const randomPassword = () => randomBytes(18).toString('base64url');
 
 /**
- * Writes a nats-server configuration (JetStream in `storeDir`, loopback only) with a user per
- * role restricted to what the role needs (see {@link rolePermissions}); the file is mode 600
- * since it holds the passwords. Returns the users and their passwords.
+ * Writes a complete nats-server configuration (JetStream in `storeDir`, loopback only) with a
+ * user per role restricted to what the role needs (see {@link rolePermissions}). Passwords not
+ * given are new random ones on every call. The file is mode 600 since it holds the passwords
+ * (see {@link writePrivateFile}). Returns the users and their passwords.
  */
 export function writeNatsConfig(options: NatsConfigOptions): NatsConfig {
   const port = options.port ?? 4222;
   const storeDir = path.resolve(options.storeDir);
   const role = (r: NatsRole): NatsCredentials => ({ user: options.users?.[r]?.user ?? `troupe-${r}`, password: options.users?.[r]?.password ?? randomPassword() });
-  const users = { hosts: role('hosts'), submitters: role('submitters'), approvers: role('approvers') };
+  const users = Object.fromEntries(natsRoles.map((r) => [r, role(r)])) as Record<NatsRole, NatsCredentials>;
   const permissions = rolePermissions(makeSubjects(options.prefix ?? 'troupe'));
   const file = path.resolve(options.file);
-  mkdirSync(path.dirname(file), { recursive: true });
-  writeFileSync(file, renderNatsConfig({ port, storeDir, users, permissions }), { mode: 0o600 });
+  writePrivateFile(file, renderNatsConfig({ port, storeDir, users, permissions }));
   return { file, port, storeDir, url: `nats://127.0.0.1:${port}`, users, permissions };
 }
