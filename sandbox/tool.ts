@@ -1,4 +1,6 @@
+import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
+import type { SandboxLimits } from './isolation/limits.ts';
 
 /** How bad it is if the tool runs when it should not have, or runs twice. */
 export type Reversibility = 'read' | 'reversible' | 'irreversible';
@@ -12,6 +14,27 @@ export interface ToolContext {
   taskId: string;
   /** Aborted when the call times out or the host shuts down hard. */
   signal: AbortSignal;
+}
+
+/**
+ * What a tool may touch and use when it runs isolated. `binds` apply to the `bwrap` level only;
+ * `limits.memoryBytes` and `limits.wallClockMs` also bound the `thread` level (as the worker's heap
+ * limit and its wall clock). An `inline` tool cannot have permissions: nothing would enforce them.
+ */
+export interface ToolPermissions {
+  /**
+   * Host paths mounted at the same path inside the `bwrap` sandbox: `ro` read-only, `rw` writable.
+   * Absolute and normalised, not `/`, `/proc` or `/dev`. When troupe runs as root the sandbox runs
+   * as host uid 65534, which must be able to read (or write) them. Nothing else of the host's
+   * filesystem is visible but the system directories Node needs and the tool's own bundled code.
+   * @default no binds
+   */
+  binds?: { ro?: readonly string[]; rw?: readonly string[] };
+  /**
+   * Resource limits of one call (see {@link SandboxLimits} for each field and its default).
+   * `wallClockMs` defaults to the tool's `timeoutMs`.
+   */
+  limits?: Partial<SandboxLimits>;
 }
 
 /** What `reconcile` found out about a call whose outcome is unknown (its runner died). */
@@ -29,6 +52,17 @@ export interface ToolDefinition<I = unknown, O = unknown> {
   reversibility?: Reversibility;
   /** @default "inline" */
   isolation?: Isolation;
+  /** Files and limits of the `thread` and `bwrap` levels. @default none: the level's defaults */
+  permissions?: ToolPermissions;
+  /**
+   * The file URL of the module that exports this tool (pass `import.meta.url`), directly or in an
+   * exported agent's `tools`. The `thread` and `bwrap` levels load that module in the worker or
+   * sandbox and look the tool up there by name, since a function cannot cross into them.
+   * @default inferred from the call stack: the module of the first stack frame outside
+   *   `sandbox/tool.ts`, i.e. the module that called `defineTool`. Pass it explicitly when
+   *   `defineTool` is called from a helper in another module than the one that exports the tool.
+   */
+  module?: string;
   /**
    * Its output comes from outside (web pages, emails, tickets) and may carry injected
    * instructions: once it is in a task's context, irreversible tools need a human.
@@ -42,6 +76,11 @@ export interface ToolDefinition<I = unknown, O = unknown> {
    * USD). Shown on approval requests; an approver may only approve calls up to their `maxAmount`.
    */
   amount?: (input: I) => number;
+  /**
+   * Authorization beyond the principal's tool list and amount: may the task's principal make this
+   * call? Return a reason to refuse (for example "order 42 belongs to another customer").
+   */
+  authorize?: (principal: string, input: I) => string | undefined | Promise<string | undefined>;
   /** Semantic checks on parsed arguments before any side effect; return a reason to refuse. */
   validate?: (input: I) => string | undefined | Promise<string | undefined>;
   /**
@@ -56,6 +95,10 @@ export interface ToolDefinition<I = unknown, O = unknown> {
 export interface Tool<I = unknown, O = unknown> extends Required<Pick<ToolDefinition<I, O>, 'name' | 'description' | 'input' | 'output' | 'reversibility' | 'isolation' | 'timeoutMs' | 'untrusted' | 'run'>> {
   validate: ToolDefinition<I, O>['validate'];
   amount: ToolDefinition<I, O>['amount'];
+  authorize: ToolDefinition<I, O>['authorize'];
+  /** The module that exports the tool, or `undefined` when it could not be inferred. */
+  module: string | undefined;
+  permissions: Readonly<ToolPermissions>;
   reconcile: ToolDefinition<I, O>['reconcile'];
   /** The input schema as JSON Schema, for the model's tool list. */
   inputJsonSchema: Record<string, unknown>;
@@ -86,9 +129,68 @@ export function defineTool<I, O>(definition: ToolDefinition<I, O>): Tool<I, O> {
     untrusted: definition.untrusted ?? false,
     validate: definition.validate,
     amount: definition.amount,
+    authorize: definition.authorize,
+    module: definition.module === undefined ? definingModule() : checkModule(definition.name, definition.module),
+    permissions: compilePermissions(definition.name, definition.isolation ?? 'inline', definition.permissions),
     reconcile: definition.reconcile,
     run: definition.run,
     inputJsonSchema: jsonSchema,
     sideEffect: reversibility !== 'read',
+  });
+}
+
+const THIS_MODULE = moduleUrlOf(import.meta.url);
+
+/** A stack frame's file as a `file:` URL without query or hash (tsx and Vite add them), if it is a file. */
+function moduleUrlOf(file: string | null | undefined): string | undefined {
+  if (!file) return undefined;
+  if (file.startsWith('/')) return pathToFileURL(file).href; // Vite-based runners report paths
+  if (!file.startsWith('file:')) return undefined; // node:internal, eval, data:
+  const url = new URL(file);
+  url.search = '';
+  url.hash = '';
+  return url.href;
+}
+
+/** The module of the first stack frame outside this file, or `undefined`. Never throws. */
+function definingModule(): string | undefined {
+  const prepare = Error.prepareStackTrace;
+  const limit = Error.stackTraceLimit;
+  try {
+    Error.prepareStackTrace = (_error, sites) => sites;
+    Error.stackTraceLimit = 20;
+    const holder: { stack?: unknown } = {};
+    Error.captureStackTrace(holder, defineTool);
+    // Read now: the stack is formatted lazily, with whatever prepareStackTrace is set then.
+    const sites = holder.stack;
+    if (!Array.isArray(sites)) return undefined;
+    for (const site of sites as NodeJS.CallSite[]) {
+      const url = moduleUrlOf(site.getFileName());
+      if (url !== undefined && url !== THIS_MODULE) return url;
+    }
+    return undefined;
+  } catch {
+    return undefined;
+  } finally {
+    Error.prepareStackTrace = prepare;
+    Error.stackTraceLimit = limit;
+  }
+}
+
+function checkModule(tool: string, module: string): string {
+  const url = moduleUrlOf(module);
+  if (url === undefined) throw new TypeError(`tool "${tool}" module must be a file: URL (import.meta.url), got ${JSON.stringify(module)}`);
+  return url;
+}
+
+function compilePermissions(tool: string, isolation: Isolation, permissions: ToolPermissions | undefined): Readonly<ToolPermissions> {
+  if (permissions === undefined) return Object.freeze({});
+  // Declared permissions that nothing would enforce would run the tool weaker than its author meant.
+  if (isolation === 'inline') throw new TypeError(`tool "${tool}" declares permissions but runs inline, where nothing enforces them; use isolation "thread" or "bwrap"`);
+  if (isolation === 'thread' && permissions.binds !== undefined) throw new TypeError(`tool "${tool}" declares binds, which only the "bwrap" isolation level enforces`);
+  const { binds, limits } = permissions;
+  return Object.freeze({
+    ...(binds !== undefined ? { binds: Object.freeze({ ro: Object.freeze([...(binds.ro ?? [])]), rw: Object.freeze([...(binds.rw ?? [])]) }) } : {}),
+    ...(limits !== undefined ? { limits: Object.freeze({ ...limits }) } : {}),
   });
 }

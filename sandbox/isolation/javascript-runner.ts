@@ -63,18 +63,30 @@ function resolveNode(): string {
 }
 
 /**
- * The sandbox spec that starts Node on the bootstrap: the running Node binary (its directory is
- * bound read-only when it is not under `/usr`), `--max-old-space-size` derived from the memory limit
- * so heap exhaustion is reported by V8 before the rlimit hits, and no environment beyond the base.
+ * A sandbox spec that starts the running Node binary on a trusted `script` (`node -e`), with `args`
+ * after it (`process.argv[1]` onwards). The binary's directory is bound read-only when it is not under
+ * `/usr`; `--max-old-space-size` is derived from the memory limit so heap exhaustion is reported by V8
+ * before the rlimit hits; no environment beyond the base. `binds` are added to the binary's own.
  */
-export function javaScriptSandboxSpec(limits?: Partial<SandboxLimits>): SandboxSpec {
+export function nodeSandboxSpec(
+  script: string,
+  args: readonly string[] = [],
+  options: { limits?: Partial<SandboxLimits>; binds?: { ro?: readonly string[]; rw?: readonly string[] } } = {},
+): SandboxSpec {
   const node = resolveNode();
-  const compiled = compileSandboxLimits(limits);
+  const compiled = compileSandboxLimits(options.limits);
+  const ro = [...(node.startsWith('/usr/') ? [] : [dirname(node)]), ...(options.binds?.ro ?? [])];
+  const rw = options.binds?.rw ?? [];
   return {
-    command: [node, `--max-old-space-size=${heapMiBFor(compiled)}`, '-e', JAVASCRIPT_BOOTSTRAP],
-    binds: node.startsWith('/usr/') ? {} : { ro: [dirname(node)] },
+    command: [node, `--max-old-space-size=${heapMiBFor(compiled)}`, '-e', script, ...args],
+    binds: { ...(ro.length > 0 ? { ro } : {}), ...(rw.length > 0 ? { rw } : {}) },
     limits: compiled,
   };
+}
+
+/** The sandbox spec that starts Node on the JavaScript bootstrap (see {@link nodeSandboxSpec}). */
+export function javaScriptSandboxSpec(limits?: Partial<SandboxLimits>): SandboxSpec {
+  return nodeSandboxSpec(JAVASCRIPT_BOOTSTRAP, [], limits === undefined ? {} : { limits });
 }
 
 /** A job ready for a bootstrap's stdin, the marker of its result line, and its end line. */
@@ -85,18 +97,27 @@ export interface EncodedJob {
   settleOn: string;
 }
 
-/** Encodes a job with a fresh, unguessable result marker. @throws SandboxSpecError if too large or not JSON. */
-export function encodeJavaScriptJob(job: JavaScriptJob): EncodedJob {
-  if (typeof job.code !== 'string') throw new SandboxSpecError('code must be a string');
+/**
+ * Encodes the JSON job of any bootstrap that follows the marker protocol: `fields` plus a fresh,
+ * unguessable `marker`.
+ * @throws SandboxSpecError if the job is not JSON or larger than {@link MAX_JOB_BYTES}.
+ */
+export function encodeSandboxJob(fields: Readonly<Record<string, unknown>>): EncodedJob {
   const marker = `\u001etroupe-result:${randomUUID()}:`;
   let stdin: string;
   try {
-    stdin = JSON.stringify({ marker, code: job.code, input: job.input });
+    stdin = JSON.stringify({ ...fields, marker });
   } catch (e: unknown) {
     throw new SandboxSpecError(`input is not JSON: ${String(e)}`);
   }
   if (Buffer.byteLength(stdin) > MAX_JOB_BYTES) throw new SandboxSpecError(`job is larger than ${MAX_JOB_BYTES} bytes`);
   return { stdin, marker, settleOn: `${marker}${END_TAG}\n` };
+}
+
+/** Encodes a JavaScript job with a fresh, unguessable result marker. @throws SandboxSpecError if too large or not JSON. */
+export function encodeJavaScriptJob(job: JavaScriptJob): EncodedJob {
+  if (typeof job.code !== 'string') throw new SandboxSpecError('code must be a string');
+  return encodeSandboxJob({ code: job.code, input: job.input });
 }
 
 function parseJson(text: string): { ok: true; value: unknown } | { ok: false } {

@@ -1,7 +1,10 @@
 /**
- * A warm pool of sandboxed Node processes for the `bwrap` level, so that a JavaScript call does not
- * pay for bubblewrap and Node start-up. Each process takes exactly one job and exits; the pool
+ * Warm pools of sandboxed processes for the `bwrap` level, so that a call does not pay for bubblewrap
+ * and start-up (Node, a tool's module). Each process takes exactly one job and exits; the pool
  * refills itself in the background. No process, and so no state, is ever shared between two jobs.
+ *
+ * {@link createSandboxPool} pools any command that follows the marker protocol of the bootstraps
+ * (see `javascript-bootstrap.ts`); {@link createWarmPool} is its JavaScript instance.
  */
 import type { Clock } from '../../common/clock.ts';
 import { SandboxPoolClosedError, SandboxSpecError } from './errors.ts';
@@ -9,12 +12,14 @@ import {
   decodeJavaScriptResult,
   encodeJavaScriptJob,
   javaScriptSandboxSpec,
+  type EncodedJob,
   type JavaScriptJob,
   type JavaScriptResult,
 } from './javascript-runner.ts';
 import type { SandboxLimits } from './limits.ts';
 import { spawnSandbox, type SandboxHostOptions, type SandboxProcess } from './sandbox-process.ts';
-import { compileSandboxSpec, type CompiledSandboxSpec } from './sandbox-spec.ts';
+import type { SandboxResult } from './sandbox-result.ts';
+import { compileSandboxSpec, type CompiledSandboxSpec, type SandboxSpec } from './sandbox-spec.ts';
 
 /** Options of a warm pool; all optional. */
 export interface WarmPoolOptions {
@@ -38,27 +43,73 @@ export interface WarmPoolStats {
   coldStarts: number;
 }
 
-/** A pool of pre-spawned, single-use sandboxed Node processes. */
-export interface WarmPool extends AsyncDisposable {
+/** A pool of pre-spawned, single-use sandboxed processes that take jobs `J` and give results `R`. */
+export interface SandboxPool<J, R> extends AsyncDisposable {
   /**
-   * Runs one snippet in a waiting process (or a fresh one if none is waiting) with the pool's limits;
-   * the wall clock starts when the job is handed over. Same results and errors as `runJavaScript`,
-   * plus SandboxPoolClosedError when the pool is closed before or during the run.
+   * Runs one job in a waiting process (or a fresh one if none is waiting) with the pool's limits;
+   * the wall clock starts when the job is handed over. Rejects with what the codec's `decode` throws,
+   * with SandboxPoolClosedError when the pool is closed before or during the run, with the signal's
+   * reason when it aborts, and with SandboxUnavailableError / SandboxSetupError when bwrap fails.
    */
-  run(job: JavaScriptJob, options?: { signal?: AbortSignal }): Promise<JavaScriptResult>;
+  run(job: J, options?: { signal?: AbortSignal }): Promise<R>;
   stats(): WarmPoolStats;
   /** SIGKILLs every process of the pool, waiting or running, and resolves when all are gone. Idempotent. */
   close(): Promise<void>;
 }
 
+/** A pool of pre-spawned, single-use sandboxed Node processes running JavaScript snippets. */
+export type WarmPool = SandboxPool<JavaScriptJob, JavaScriptResult>;
+
+/** How a pool's jobs are written to a sandboxed process and how its runs are judged. */
+export interface SandboxJobCodec<J, R> {
+  /** The job as stdin, with the marker of its result line and the end line to settle on. May throw. */
+  encode(job: J): EncodedJob;
+  /** Judges a finished run into a result, or throws the typed error that says why not. */
+  decode(result: SandboxResult, limits: Readonly<SandboxLimits>, marker: string): R;
+}
+
+/** Options of a pool of any command; all optional but the spec and the codec. */
+export interface SandboxPoolOptions<J, R> {
+  /** What every process of the pool runs; its limits hold for every job. */
+  spec: SandboxSpec;
+  codec: SandboxJobCodec<J, R>;
+  /** Processes kept spawned and waiting for a job. @default 2 */
+  size?: number;
+  /** Absolute path of the bwrap binary. @default '/usr/bin/bwrap' */
+  bwrapPath?: string;
+  /** Clock for durations and the wall-clock limit. @default systemClock */
+  clock?: Clock;
+}
+
+const javaScriptCodec: SandboxJobCodec<JavaScriptJob, JavaScriptResult> = {
+  encode: encodeJavaScriptJob,
+  decode: decodeJavaScriptResult,
+};
+
 /**
- * Creates a pool and starts filling it at once.
+ * Creates a JavaScript pool and starts filling it at once.
  * @throws SandboxSpecError for an invalid size or invalid limits.
  */
 export function createWarmPool(options: WarmPoolOptions = {}): WarmPool {
-  const size = options.size ?? 2;
+  const { limits, ...rest } = options;
+  return createSandboxPool({ ...rest, spec: javaScriptSandboxSpec(limits), codec: javaScriptCodec });
+}
+
+function checkSize(size: number | undefined): void {
+  if (size === undefined) return;
   if (!Number.isInteger(size) || size < 0 || size > 64) throw new SandboxSpecError(`pool size must be an integer in 0..64, got ${size}`);
-  const spec: CompiledSandboxSpec = compileSandboxSpec(javaScriptSandboxSpec(options.limits));
+}
+
+/**
+ * Creates a pool of `spec` and starts filling it at once. Every process is spawned from the same
+ * compiled spec, is handed exactly one job, and is never reused.
+ * @throws SandboxSpecError for an invalid size or an invalid spec.
+ */
+export function createSandboxPool<J, R>(options: SandboxPoolOptions<J, R>): SandboxPool<J, R> {
+  checkSize(options.size);
+  const size = options.size ?? 2;
+  const { codec } = options;
+  const spec: CompiledSandboxSpec = compileSandboxSpec(options.spec);
   const host: SandboxHostOptions = {
     ...(options.bwrapPath !== undefined ? { bwrapPath: options.bwrapPath } : {}),
     ...(options.clock !== undefined ? { clock: options.clock } : {}),
@@ -89,10 +140,10 @@ export function createWarmPool(options: WarmPoolOptions = {}): WarmPool {
     while (closing === undefined && idle.length < size) idle.push(spawnOne());
   };
 
-  const run = async (job: JavaScriptJob, runOptions: { signal?: AbortSignal } = {}): Promise<JavaScriptResult> => {
+  const run = async (job: J, runOptions: { signal?: AbortSignal } = {}): Promise<R> => {
     if (closing !== undefined) throw new SandboxPoolClosedError();
     runOptions.signal?.throwIfAborted();
-    const { stdin, marker, settleOn } = encodeJavaScriptJob(job);
+    const { stdin, marker, settleOn } = codec.encode(job);
     let sandbox = idle.shift();
     while (sandbox !== undefined && !sandbox.alive) sandbox = idle.shift();
     if (sandbox === undefined) {
@@ -113,7 +164,7 @@ export function createWarmPool(options: WarmPoolOptions = {}): WarmPool {
     }
     // A job that finished just before close() keeps its result; one that close() killed does not.
     if (killedByClose.has(sandbox) && result.signal !== null) throw new SandboxPoolClosedError();
-    return decodeJavaScriptResult(result, spec.limits, marker);
+    return codec.decode(result, spec.limits, marker);
   };
 
   const close = (): Promise<void> => {

@@ -1,0 +1,2 @@
+/** Tools that ship with troupe. */
+export { runJavaScriptTool } from './run-javascript.ts';
