@@ -117,6 +117,7 @@ export class DecisionDesk {
           approvedBy = counted.map((v) => v.name).join(' + ');
         }
       } else if (decision.verdict === 'edit') {
+        if (pending.unknownOutcome) return refuse(ErrorCode.invalidDecision, 'an interrupted call can be run again (approve) or not repeated (reject), not edited');
         if (pending.quorum) return refuse(ErrorCode.invalidDecision, `this call needs ${pending.quorum} approvers, so it cannot be edited by one: reject it with a reason and the agent will propose new arguments`);
         if (decision.args === undefined || decision.argsHash !== argsHash(decision.args)) return refuse(ErrorCode.argsHashMismatch, 'an edit must carry the new arguments and their hash');
         const tool = this.o.agents.get(env.agent)?.tools.get(pending.tool.name);
@@ -131,9 +132,20 @@ export class DecisionDesk {
         }
         args = parsed.data;
       }
+      const earlier = approvals?.[pending.callKey];
+      // Running an interrupted call again runs it with the arguments it was first approved with.
+      const verdict = pending.unknownOutcome && decision.verdict === 'approve' && earlier?.verdict === 'edit' ? 'edit' : decision.verdict;
+      if (pending.unknownOutcome && earlier?.args !== undefined) args = earlier.args;
       approvals = {
         ...approvals,
-        [pending.callKey]: { verdict: decision.verdict, ...(args !== undefined ? { args } : {}), ...(decision.reason ? { reason: decision.reason } : {}), approver: approvedBy, at: decision.at },
+        [pending.callKey]: {
+          verdict,
+          ...(args !== undefined ? { args } : {}),
+          ...(decision.reason ? { reason: decision.reason } : {}),
+          approver: approvedBy,
+          at: decision.at,
+          ...(pending.unknownOutcome ? { unknownOutcome: pending.unknownOutcome } : {}),
+        },
       };
     }
     if (!(await this.wake(stored, supervisor, approvals))) return;
@@ -179,7 +191,7 @@ export class DecisionDesk {
       supervisor.paused(now - pending.createdAt);
       let approvals = stored.value.approvals;
       if (pending.kind === 'limit') supervisor.deny(reason);
-      else approvals = { ...approvals, [pending.callKey]: { verdict: 'reject', reason, approver: 'the approval deadline', at: now } };
+      else approvals = { ...approvals, [pending.callKey]: { verdict: 'reject', reason, approver: 'the approval deadline', at: now, ...(pending.unknownOutcome ? { unknownOutcome: pending.unknownOutcome } : {}) } };
       if (!(await this.wake(stored, supervisor, approvals))) continue;
       this.o.events.emit(key, { type: 'decision_refused', requestId: pending.requestId, error: { code: ErrorCode.approvalExpired, message: reason } }, `${pending.requestId}:expired`);
       this.o.logger.warn({ taskId: key, requestId: pending.requestId }, 'approval request expired');

@@ -28,6 +28,11 @@ export interface EffectSpec<T> {
    * resumes the task runs it.
    */
   signal?: AbortSignal | undefined;
+  /**
+   * A person checked that attempt N of this call, whose runner vanished, did not happen: it may
+   * run again. Any other vanished attempt still fails with {@link UnknownOutcomeError}.
+   */
+  rerunAttempt?: number | undefined;
   /** Asks the outside world whether a call with this key already happened. */
   reconcile?: (() => Promise<{ happened: true; result: T } | { happened: false }>) | undefined;
   execute: () => Promise<T>;
@@ -75,6 +80,17 @@ export interface EffectGatewayOptions {
 export class EffectGateway {
   constructor(private readonly o: EffectGatewayOptions) {}
 
+  /**
+   * The settled outcome of a call, if the ledger has one: its result, or (thrown) its recorded
+   * non-retryable failure. Undefined while it is unsettled or was never run.
+   */
+  async recorded<T>(key: string): Promise<EffectOutcome<T> | undefined> {
+    const record = (await this.o.ledger.get(key))?.value;
+    if (record?.state === 'succeeded') return { result: record.result as T, replayed: true };
+    if (record?.state === 'failed' && !record.retryable) throw new RecordedEffectError(record.error.code, record.error.message);
+    return undefined;
+  }
+
   async run<T>(spec: EffectSpec<T>): Promise<EffectOutcome<T>> {
     const { ledger, clock } = this.o;
     await this.o.faults?.beforeEffect?.(spec.key);
@@ -96,7 +112,7 @@ export class EffectGateway {
           await clock.sleep(Math.min(1000, record.leaseUntil - clock.now() + 10));
           continue;
         }
-        const verdict = await this.settleUnknown(spec, existing!.revision);
+        const verdict = await this.settleUnknown(spec, existing!.revision, record.attempt);
         if (verdict === 'retry') continue;
         if (verdict) return verdict as EffectOutcome<T>;
       }
@@ -127,7 +143,11 @@ export class EffectGateway {
    * A previous runner started this call and vanished. Returns the reconciled outcome, `'retry'`
    * to run it again (after the ledger says so), or throws if it must not be repeated.
    */
-  private async settleUnknown<T>(spec: EffectSpec<T>, revision: number): Promise<EffectOutcome<T> | 'retry' | undefined> {
+  private async settleUnknown<T>(spec: EffectSpec<T>, revision: number, attempt: number): Promise<EffectOutcome<T> | 'retry' | undefined> {
+    if (spec.rerunAttempt === attempt) {
+      this.o.logger.info({ key: spec.key, tool: spec.name, attempt }, 'unknown outcome settled by a person: it did not happen; running it again');
+      return undefined;
+    }
     if (spec.reconcile) {
       const found = await spec.reconcile();
       if (found.happened) {
@@ -138,7 +158,7 @@ export class EffectGateway {
       this.o.logger.info({ key: spec.key, tool: spec.name }, 'unknown outcome reconciled: the call had not happened; running it');
       return undefined;
     }
-    if (spec.irreversible) throw new UnknownOutcomeError(spec.key, spec.name);
+    if (spec.irreversible) throw new UnknownOutcomeError(spec.key, spec.name, attempt);
     return undefined;
   }
 

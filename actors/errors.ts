@@ -6,7 +6,12 @@ import { ErrorCode, TerminalError } from '../common/errors.ts';
  */
 export class UnknownOutcomeError extends TerminalError {
   override readonly name = 'UnknownOutcomeError';
-  constructor(readonly key: string, tool: string) {
+  constructor(
+    readonly key: string,
+    tool: string,
+    /** The ledger attempt whose runner vanished: a human's go-ahead to repeat it names this attempt. */
+    readonly attempt: number,
+  ) {
     super(
       ErrorCode.unknownOutcome,
       `the outcome of "${tool}" call ${key} is unknown: its runner stopped mid-call, the tool has no reconcile() and is irreversible, so it is not repeated`,
@@ -46,6 +51,8 @@ export class ApprovalNeededSignal extends Error {
     readonly need: import('./approval-policy.ts').ApprovalNeed,
     /** What the model wrote alongside the call. */
     readonly rationale: string | undefined,
+    /** Set when a person must settle an unknown outcome (this attempt's runner vanished). */
+    readonly unknownOutcome?: { attempt: number },
   ) {
     super(`call ${callKey} of "${tool.name}" needs an approver`);
   }

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../common/clock.ts';
 import { ErrorCode, ensureError } from '../common/errors.ts';
 import type { TroupeConfig } from '../config/schema.ts';
-import { publishResumption, readTaskMessage, type Resumption, type Submission } from '../runtime/intake.ts';
+import { publishResumption, readTaskMessage, type IntakePrincipals, type Resumption, type Submission } from '../runtime/intake.ts';
 import { JsonKv, RevisionConflictError, type Versioned } from '../runtime/json-kv.ts';
 import { subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts';
 import { TaskEvents } from '../runtime/task-events.ts';
@@ -15,6 +15,9 @@ import { ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRec
 import type { Agent, ResolvedLimits } from './agent.ts';
 import { Breakers } from './breakers.ts';
 import { DecisionDesk } from './decision-desk.ts';
+import type { ToolExecution } from './tool-effect.ts';
+import { compileOutputPolicy } from '../sandbox/output.ts';
+import { createToolRunner, type ToolRunner } from '../sandbox/runners/index.ts';
 import { EffectGateway, type EffectFaults } from './effect-gateway.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { TaskRunner, type RunnerEnd, type TaskRunnerDeps } from './task-runner.ts';
@@ -46,6 +49,7 @@ export class Host implements AsyncDisposable {
   readonly hostId: string;
   readonly subjects: Subjects;
   private readonly agents: Map<string, Agent<any>>;
+  private readonly principals: IntakePrincipals;
   private readonly clock: Clock;
   private readonly log: Logger;
   private readonly runners = new Map<string, TaskRunner>();
@@ -57,6 +61,7 @@ export class Host implements AsyncDisposable {
   private deps: TaskRunnerDeps | undefined;
   private breakers: Breakers | undefined;
   private decisions: DecisionDesk | undefined;
+  private inlineRunner: ToolRunner | undefined;
   private closing: Promise<void> | undefined;
   /** Resolves when this host can receive no more task messages (its last pull expired). */
   private intakeStopped: Promise<void> | undefined;
@@ -66,6 +71,7 @@ export class Host implements AsyncDisposable {
     this.hostId = o.hostId ?? `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     this.subjects = makeSubjects(o.config.prefix);
     this.agents = new Map(o.agents.map((a) => [a.name, a]));
+    this.principals = { known: new Set(Object.keys(o.config.principals)), fallback: o.config.defaultPrincipal };
     if (this.agents.size !== o.agents.length) throw new TypeError('two agents share a name');
     this.log = o.logger.child({ actor: 'host', host: this.hostId });
   }
@@ -81,7 +87,7 @@ export class Host implements AsyncDisposable {
     await this.breakers.start();
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution() };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,
@@ -104,6 +110,19 @@ export class Host implements AsyncDisposable {
     });
     await this.decisions.start();
     this.log.info({ agents: [...this.agents.keys()] }, 'host started');
+  }
+
+  /**
+   * How this host's tasks run tool calls: `inline` tools here (no pools: nothing isolated runs in
+   * a host), `thread` and `bwrap` tools dispatched to workers.
+   */
+  private execution(): ToolExecution {
+    const { tools } = this.o.config;
+    this.inlineRunner = createToolRunner({ threadPoolSize: 0, bwrapPoolSize: 0, clock: this.clock });
+    return {
+      inline: { runner: this.inlineRunner, output: compileOutputPolicy(tools), maxAttempts: tools.maxAttempts, retryBackoffMs: tools.retryBackoffMs, clock: this.clock },
+      dispatch: { nc: this.o.nc, subjects: this.subjects, clock: this.clock },
+    };
   }
 
   /** Tasks running on this host now. */
@@ -129,6 +148,7 @@ export class Host implements AsyncDisposable {
       } while (this.runners.size > 0 && ++rounds < 10);
       await this.queue?.close();
       await this.breakers?.close();
+      await this.inlineRunner?.close();
       this.log.info('host stopped');
     })();
     return this.closing;
@@ -147,7 +167,7 @@ export class Host implements AsyncDisposable {
   private async handle(msg: JsMsg): Promise<void> {
     const queue = this.queue!;
     try {
-      const read = readTaskMessage(msg, this.subjects, (name) => this.agents.get(name), this.o.config.host.maxTaskBytes);
+      const read = readTaskMessage(msg, this.subjects, (name) => this.agents.get(name), this.o.config.host.maxTaskBytes, this.principals);
       if (read.kind === 'refusal') {
         await this.events!.reject({ agent: read.agent, taskId: read.taskId, error: read.error, payloadPreview: read.payloadPreview }, read.replyTo);
         this.log.info({ taskId: read.taskId, agent: read.agent, error: read.error }, 'task rejected');
@@ -195,6 +215,7 @@ export class Host implements AsyncDisposable {
           taskId: sub.taskId,
           machineInput: agent.machineInput({ taskId: sub.taskId, input: sub.input, limits }),
           limits,
+          principal: sub.principal,
           metadata: sub.metadata,
         },
         { seq: msg.seq, delivery: msg.info.deliveryCount },

@@ -6,6 +6,7 @@ import { runModelEffect } from './model-effect.ts';
 import type { TaskRunnerDeps } from './task-runner.ts';
 import type { TaskSupervisor } from './task-supervisor.ts';
 import { runToolsEffect, type RecordedDecision } from './tool-effect.ts';
+import type { PrincipalGrant } from '../sandbox/gates.ts';
 
 type Usage = NonNullable<SnapshotEnvelope['usage']>;
 
@@ -23,6 +24,8 @@ export interface TaskEffectsOptions {
   actOnVerdict: () => void;
   /** Approvers' recorded decisions on this task's tool calls. */
   decision: (callKey: string) => RecordedDecision | undefined;
+  /** Who the task acts for, if principals are configured. */
+  principal: () => string | undefined;
   tainted: () => boolean;
   taint: () => void;
 }
@@ -91,11 +94,13 @@ export class TaskEffects {
       {
         gateway: deps.gateway,
         breakers: deps.breakers,
+        execution: deps.execution,
         policy: agent.approvals,
         decision: this.o.decision,
         tainted: this.o.tainted,
         taint: this.o.taint,
         taskId,
+        principal: principalOf(this.o.principal(), deps.principals),
         tools: agent.tools,
         now: () => deps.clock.now(),
         onResult: (report) => {
@@ -109,6 +114,15 @@ export class TaskEffects {
     this.o.actOnVerdict();
     return results;
   }
+}
+
+/**
+ * The task's principal with its grant. A task whose principal is no longer configured may call
+ * nothing: removing a principal revokes what its running tasks may do.
+ */
+function principalOf(name: string | undefined, principals: TaskRunnerDeps['principals']): { name: string; grant: PrincipalGrant } | undefined {
+  if (name === undefined) return Object.keys(principals).length ? { name: '(none)', grant: { tools: [] } } : undefined;
+  return { name, grant: principals[name] ?? { tools: [] } };
 }
 
 /** Streamed model text, published as `progress` events about five times a second. */

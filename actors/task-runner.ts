@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import type { TroupeConfig } from '../config/schema.ts';
+import type { ToolExecution } from './tool-effect.ts';
 import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine, type Snapshot } from 'xstate';
 import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
@@ -36,6 +38,10 @@ export interface TaskRunnerDeps {
   breakers: Breakers;
   /** An actor that throws is restarted from its last snapshot at most `intensity` times in `periodMs`. */
   restarts: { intensity: number; periodMs: number; backoffMs: number };
+  /** What each principal's tasks may call (config `principals`). */
+  principals: TroupeConfig['principals'];
+  /** How tool calls run: inline here, isolated ones on workers. */
+  execution: ToolExecution;
 }
 
 /** The task message this runner holds: holding it is owning the task. */
@@ -117,6 +123,7 @@ export class TaskRunner {
       count: (change) => (this.usage = change(this.usage)),
       actOnVerdict: () => this.actOnVerdict(),
       decision: (callKey) => this.base.approvals?.[callKey],
+      principal: () => this.base.principal,
       tainted: () => this.tainted,
       taint: () => {
         this.tainted = true;
@@ -132,7 +139,7 @@ export class TaskRunner {
   static async create(
     agent: Agent,
     deps: TaskRunnerDeps,
-    task: { taskId: string; machineInput: unknown; limits: ResolvedLimits; metadata?: Record<string, unknown> | undefined },
+    task: { taskId: string; machineInput: unknown; limits: ResolvedLimits; principal?: string | undefined; metadata?: Record<string, unknown> | undefined },
     hold: Hold,
   ): Promise<TaskRunner> {
     const now = deps.clock.now();
@@ -151,6 +158,7 @@ export class TaskRunner {
       state: '',
       step: 0,
       snapshot: null,
+      ...(task.principal !== undefined ? { principal: task.principal } : {}),
       ...(task.metadata ? { metadata: task.metadata } : {}),
     };
     const runner = new TaskRunner(agent, deps, base, hold);
@@ -382,7 +390,7 @@ export class TaskRunner {
     const amount = tool.amount?.(args);
     return {
       v: 1,
-      requestId: `${this.taskId}.tool.${callKey.split('/').slice(1).join('-')}`,
+      requestId: `${this.taskId}.tool.${callKey.split('/').slice(1).join('-')}${signal.unknownOutcome ? `.unknown${signal.unknownOutcome.attempt}` : ''}`,
       taskId: this.taskId,
       agent: this.agent.name,
       kind: 'tool',
@@ -395,7 +403,8 @@ export class TaskRunner {
       ...(typeof rationale === 'string' ? { rationale } : {}),
       ...(need.confidence !== undefined ? { confidence: need.confidence } : {}),
       ...(amount !== undefined ? { amount } : {}),
-      ...(quorum && quorum > 1 ? { quorum } : {}),
+      ...(quorum && quorum > 1 && !signal.unknownOutcome ? { quorum } : {}),
+      ...(signal.unknownOutcome ? { unknownOutcome: signal.unknownOutcome } : {}),
       taskInput: taskInputOf(snapshot),
       spent: this.spent(),
       ...this.sla(this.deps.clock.now()),

@@ -1,14 +1,24 @@
 import { toWireError } from '../common/errors.ts';
-import type { ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import type { ToolCallIntent, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
-import { InvalidToolOutputError, ToolRejectedError, ToolTimeoutError, ToolUnavailableError } from '../sandbox/errors.ts';
-import { admitCall } from '../sandbox/gates.ts';
+import { ToolRejectedError, ToolUnavailableError } from '../sandbox/errors.ts';
+import { executeTool, type ExecuteOptions } from '../sandbox/execute.ts';
+import { delimitUntrusted } from '../sandbox/output.ts';
+import { runLedgered } from './tool-call.ts';
+import { dispatchTool, type DispatchOptions } from './tool-dispatch.ts';
+import { admitCall, authorizeCall, type PrincipalGrant } from '../sandbox/gates.ts';
 import type { Tool } from '../sandbox/tool.ts';
 import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
 import type { ApprovalPolicy } from './agent.ts';
 import { approvalNeed } from './approval-policy.ts';
 import { ApprovalNeededSignal, UnknownOutcomeError } from './errors.ts';
+
+/** How a host runs tool calls: `inline` tools in-process, `thread` and `bwrap` tools on workers. */
+export interface ToolExecution {
+  inline: ExecuteOptions;
+  dispatch: DispatchOptions;
+}
 
 /** An approver's decision on one tool call, as recorded in the task's envelope. */
 export type RecordedDecision = NonNullable<SnapshotEnvelope['approvals']>[string];
@@ -24,7 +34,11 @@ export interface ToolEffectDeps {
   tainted: () => boolean;
   taint: () => void;
   breakers: Breakers;
+  /** How calls run: inline tools here, isolated ones dispatched to workers. */
+  execution: ToolExecution;
   taskId: string;
+  /** Who the task acts for and what they may call; undefined when no principals are configured. */
+  principal: { name: string; grant: PrincipalGrant } | undefined;
   tools: ReadonlyMap<string, Tool<any, any>>;
   onResult: (report: { key: string; tool: string; status: 'succeeded' | 'failed' | 'rejected' | 'unavailable'; error?: { code: string; message: string }; latencyMs: number; replayed: boolean }) => void;
   now: () => number;
@@ -41,9 +55,12 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
     const started = deps.now();
     try {
       const { tool, input: proposed } = await admitCall(deps.tools, call.name, call.input);
+      await authorizeCall(deps.principal, tool, proposed);
       const decided = deps.decision(call.key);
       if (decided?.verdict === 'reject') {
-        const error = { code: 'rejected_by_approver', message: `${decided.approver} rejected this call${decided.reason ? `: ${decided.reason}` : ''}. Do not retry it as is; choose another way or ask the user.` };
+        const error = decided.unknownOutcome
+          ? { code: 'unknown_outcome', message: `this call was interrupted and may or may not have happened; ${decided.approver} decided not to repeat it${decided.reason ? `: ${decided.reason}` : ''}. Do not call it again with these arguments.` }
+          : { code: 'rejected_by_approver', message: `${decided.approver} rejected this call${decided.reason ? `: ${decided.reason}` : ''}. Do not retry it as is; choose another way or ask the user.` };
         deps.onResult({ key: call.key, tool: tool.name, status: 'rejected', error, latencyMs: 0, replayed: false });
         results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify({ error }), is_error: true });
         continue;
@@ -54,29 +71,25 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
       }
       // An edit was re-validated against the tool's schema when the decision was accepted.
       const args = decided?.verdict === 'edit' ? decided.args : proposed;
-      const { result, replayed } = await deps.gateway.run<unknown>({
-        key: call.key,
-        kind: 'tool',
-        name: tool.name,
-        sideEffect: tool.sideEffect,
-        irreversible: tool.reversibility === 'irreversible',
-        leaseMs: tool.timeoutMs + 5_000,
-        signal,
-        reconcile: tool.reconcile
-          ? async () => {
-              const r = await tool.reconcile!(call.key, args);
-              return r.happened ? { happened: true, result: r.output } : { happened: false };
-            }
-          : undefined,
-        // The breaker is consulted only when the call really runs: a recorded result replays
-        // whatever the breaker says now.
-        execute: () => guarded(deps.breakers, tool, () => runWithTimeout(tool, args, { key: call.key, taskId: deps.taskId, signal }), signal),
-      });
+      const rerunAttempt = decided?.unknownOutcome?.attempt;
+      const { result, replayed } =
+        tool.isolation === 'inline'
+          ? // The breaker is consulted only when the call really runs: a recorded result replays
+            // whatever the breaker says now.
+            await runLedgered(deps.gateway, tool, { key: call.key, args, signal, rerunAttempt }, () =>
+              guarded(deps.breakers, tool, () => executeTool(tool, args, { key: call.key, taskId: deps.taskId, signal }, deps.execution.inline), signal),
+            )
+          : // Isolated tools run on workers, which keep the call's ledger entry; a recorded
+            // outcome is replayed here without needing one.
+            ((await deps.gateway.recorded<unknown>(call.key)) ??
+            (await guarded(deps.breakers, tool, () => dispatchTool(tool, { key: call.key, taskId: deps.taskId, args, ...(rerunAttempt !== undefined ? { rerunAttempt } : {}) }, signal, deps.execution.dispatch), signal)));
       if (tool.untrusted) deps.taint();
       deps.onResult({ key: call.key, tool: tool.name, status: 'succeeded', latencyMs: deps.now() - started, replayed });
-      results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify(result) });
+      const content = JSON.stringify(result) ?? 'null';
+      results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: tool.untrusted ? delimitUntrusted(tool.name, content) : content });
     } catch (err) {
-      if (err instanceof UnknownOutcomeError || err instanceof ApprovalNeededSignal || signal.aborted) throw err;
+      if (err instanceof UnknownOutcomeError) throw unknownOutcomeRequest(err, deps.tools.get(call.name)!, call, input.rationale, deps);
+      if (err instanceof ApprovalNeededSignal || signal.aborted) throw err;
       const wire = toWireError(err);
       const status = err instanceof ToolRejectedError ? 'rejected' : err instanceof ToolUnavailableError ? 'unavailable' : 'failed';
       deps.onResult({ key: call.key, tool: call.name, status, error: wire, latencyMs: deps.now() - started, replayed: false });
@@ -84,6 +97,28 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
     }
   }
   return results;
+}
+
+/**
+ * An irreversible call whose runner vanished mid-call, with nothing to reconcile it: a person
+ * checks the outside system and says whether to run it again. Asked once per vanished attempt.
+ */
+function unknownOutcomeRequest(err: UnknownOutcomeError, tool: Tool<any, any>, call: ToolCallIntent, rationale: string | undefined, deps: ToolEffectDeps): ApprovalNeededSignal {
+  const previous = deps.decision(call.key);
+  const args = previous?.args ?? tool.input.parse(call.input);
+  return new ApprovalNeededSignal(
+    call.key,
+    tool,
+    args,
+    {
+      reasons: ['unknown_outcome'],
+      details: [
+        `the runner of attempt ${err.attempt} stopped mid-call, so troupe cannot tell whether it happened. Check the outside system: approve to run it again (it did not happen), reject to not repeat it`,
+      ],
+    },
+    rationale,
+    { attempt: err.attempt },
+  );
 }
 
 /** Runs a tool call past its breaker and reports how it went. */
@@ -99,32 +134,5 @@ async function guarded<T>(breakers: Breakers, tool: Tool<any, any>, run: () => P
     // Bad output is the tool's fault too; aborts and refusals of the input are not outages.
     if (!signal.aborted && !(err instanceof ToolRejectedError)) await breakers.failed(key, admission.kind === 'probe');
     throw err;
-  }
-}
-
-async function runWithTimeout(tool: Tool<any, any>, args: unknown, ctx: { key: string; taskId: string; signal: AbortSignal }): Promise<unknown> {
-  const controller = new AbortController();
-  const onAbort = () => controller.abort(ctx.signal.reason);
-  ctx.signal.addEventListener('abort', onAbort, { once: true });
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const output = await Promise.race([
-      tool.run(args, { key: ctx.key, taskId: ctx.taskId, signal: controller.signal }),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          const err = new ToolTimeoutError(tool.name, tool.timeoutMs);
-          controller.abort(err);
-          reject(err);
-        }, tool.timeoutMs);
-      }),
-    ]);
-    const checked = tool.output.safeParse(output);
-    if (!checked.success) {
-      throw new InvalidToolOutputError(tool.name, checked.error.issues[0]?.message ?? 'schema mismatch');
-    }
-    return checked.data;
-  } finally {
-    clearTimeout(timer);
-    ctx.signal.removeEventListener('abort', onAbort);
   }
 }

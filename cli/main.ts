@@ -10,6 +10,7 @@ import { hostCommand, upCommand } from './commands/up.ts';
 import { simulatorCommand } from './commands/simulator.ts';
 import { statusCommand, tasksCommand } from './commands/status.ts';
 import { submitCommand } from './commands/submit.ts';
+import { workerCommand } from './commands/worker.ts';
 
 /** A command: parsed flags and positionals in, exit code out. */
 export interface Command {
@@ -22,6 +23,7 @@ export interface Command {
 const commands: Record<string, Command> = {
   up: upCommand,
   host: hostCommand,
+  worker: workerCommand,
   submit: submitCommand,
   status: statusCommand,
   tasks: tasksCommand,

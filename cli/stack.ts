@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import { Host } from '../actors/host.ts';
+import { isolatedTools, ToolWorker } from '../actors/tool-worker.ts';
 import { ErrorCode, TerminalError } from '../common/errors.ts';
 import type { LoadedConfig } from '../config/load.ts';
 import { connectNats } from '../runtime/connection.ts';
@@ -30,6 +31,8 @@ export interface Stack extends AsyncDisposable {
   url: string;
   nc: NatsConnection;
   host: Host;
+  /** The worker for the agents' isolated tools (`troupe up` only, when there are any). */
+  worker: ToolWorker | undefined;
   model: ModelSetup;
   server: EmbeddedServer | undefined;
   /** In secure mode, the file (mode 600) holding each role's user and password; removed by `close()`. */
@@ -85,14 +88,19 @@ export async function startStack(loaded: LoadedConfig, logger: Logger, options: 
   const nc = await connectNats({ servers, name: `${config.nats.name}-host`, ...credentials });
   const host = new Host({ nc, config, agents, model: (agent) => model.clientFor(agent), logger });
   await host.start();
+  // `troupe up` runs everything on one machine, workers included; in production `troupe worker` does.
+  const tools = options.embedded ? isolatedTools(agents) : [];
+  const worker = tools.length ? new ToolWorker({ nc, config, tools, logger }) : undefined;
+  await worker?.start();
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       await host.close();
+      await worker?.close();
       await model.close();
       await nc.drain().catch(() => {});
       forgetServer();
       await server?.close();
     })());
-  return { url: servers[0]!, nc, host, model, server, usersFile: users ? usersFile(loaded) : undefined, close, [Symbol.asyncDispose]: close };
+  return { url: servers[0]!, nc, host, worker, model, server, usersFile: users ? usersFile(loaded) : undefined, close, [Symbol.asyncDispose]: close };
 }

@@ -17,6 +17,7 @@ export const ErrorCode = {
   invalidTaskId: 'invalid_task_id',
   unknownAgent: 'unknown_agent',
   invalidInput: 'invalid_input',
+  unknownPrincipal: 'unknown_principal',
   payloadTooLarge: 'payload_too_large',
   poisonMessage: 'poison_message',
   // task execution
@@ -46,6 +47,7 @@ export const ErrorCode = {
   toolFailed: 'tool_failed',
   toolTimeout: 'tool_timeout',
   toolUnavailable: 'tool_unavailable',
+  permissionDenied: 'permission_denied',
   // model
   modelError: 'model_error',
   // generic

@@ -152,6 +152,37 @@ const breakersSchema = z
   .strict()
   .prefault({});
 
+const toolsSchema = z
+  .object({
+    /** Largest tool output (JSON bytes) recorded and shown to the model; larger is truncated to a preview. @default 65536 */
+    maxOutputBytes: z.number().int().min(1024).max(512 * 1024).default(64 * 1024),
+    /** Regular expressions (JavaScript syntax) whose matches in tool output are replaced by `[REDACTED]`. @default [] */
+    redact: z
+      .array(
+        z.string().refine((source) => {
+          try {
+            new RegExp(source, 'g');
+            return true;
+          } catch {
+            return false;
+          }
+        }, 'not a valid regular expression'),
+      )
+      .default([]),
+    /** Replace the values of secret-looking environment variables (`*_KEY`, `*_TOKEN`, `*PASSWORD*`, ...) in tool output. @default true */
+    redactEnv: z.boolean().default(true),
+    /** Attempts of a tool call that failed in a way a retry can fix (timeouts, transient errors), the first included; never for irreversible tools. @default 3 */
+    maxAttempts: z.number().int().min(1).max(10).default(3),
+    /** First retry delay; doubles each attempt, with full jitter. @default 200 */
+    retryBackoffMs: z.number().int().min(0).default(200),
+    /** Tool calls one worker runs at once. @default 64 */
+    workerConcurrency: z.number().int().positive().default(64),
+    /** Sandboxes (bwrap) or threads kept warm per isolated tool in a worker. @default 1 */
+    warmPoolSize: z.number().int().min(0).max(64).default(1),
+  })
+  .strict()
+  .prefault({});
+
 const logSchema = z
   .object({
     /** pino level (`LOG_LEVEL`). @default "info" */
@@ -183,6 +214,16 @@ const approverSchema = z
   })
   .strict();
 
+/** Who a task acts for, and what that principal's tasks may call. */
+const principalSchema = z
+  .object({
+    /** Tools this principal's tasks may call. @default every tool */
+    tools: z.array(z.string()).optional(),
+    /** Largest `amount` (a tool's `amount(args)`) of a call this principal's tasks may make. @default no limit */
+    maxAmount: z.number().positive().optional(),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     /** First token of every subject; stream and bucket names derive from it. @default "troupe" */
@@ -199,11 +240,21 @@ export const configSchema = z
     limits: limitsSchema,
     model: modelSchema,
     breakers: breakersSchema,
+    tools: toolsSchema,
+    /**
+     * Principals a task may act for (`"principal"` in the task message) and what each may call:
+     * the third gate before any tool call. Empty: no authorization gate (every task may call
+     * every tool of its agent). @default {}
+     */
+    principals: z.record(z.string().regex(/^[A-Za-z0-9_.@-]{1,128}$/, 'letters, digits, "_", ".", "@" and "-", at most 128'), principalSchema).default({}),
+    /** Principal of a task whose message names none; unset: such tasks are refused when `principals` is set. */
+    defaultPrincipal: z.string().optional(),
     /** Who may decide on escalations. Decisions signed by anyone else are refused. @default [] */
     approvers: z.array(approverSchema).default([]),
     log: logSchema,
   })
-  .strict();
+  .strict()
+  .refine((c) => c.defaultPrincipal === undefined || c.defaultPrincipal in c.principals, { path: ['defaultPrincipal'], message: 'must be one of the keys of "principals"' });
 
 /** What a config file or object may contain (everything optional). */
 export type TroupeConfigInput = z.input<typeof configSchema>;

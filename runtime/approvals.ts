@@ -68,6 +68,11 @@ export const toolRequestSchema = z.object({
   taskInput: z.unknown(),
   /** The tool's `amount(args)`: approvers with a lower `maxAmount` may not approve it. */
   amount: z.number().optional(),
+  /**
+   * Set when the call's runner vanished mid-call and its outcome is unknown (attempt N): approve
+   * runs it again (you checked it did not happen), reject does not repeat it.
+   */
+  unknownOutcome: z.object({ attempt: z.number() }).optional(),
   /** Distinct approvers who must approve before the call runs (one rejection is enough). @default 1 */
   quorum: z.number().int().min(2).optional(),
 });

@@ -13,6 +13,13 @@ export interface IntakeAgent {
   input: z.ZodType;
 }
 
+/** The principals tasks may act for (config `principals`); none known: tasks need none. */
+export interface IntakePrincipals {
+  known: ReadonlySet<string>;
+  /** Used when a task names none. */
+  fallback: string | undefined;
+}
+
 /** A submission that passed every check. */
 export interface Submission {
   kind: 'submission';
@@ -20,6 +27,8 @@ export interface Submission {
   agent: string;
   input: unknown;
   budget: Budget | undefined;
+  /** Who the task acts for; undefined when no principals are configured. */
+  principal: string | undefined;
   metadata: Record<string, unknown> | undefined;
   /** Whether the taskId was assigned by troupe (and must be reported back). */
   assignedId: boolean;
@@ -59,6 +68,7 @@ export function readTaskMessage(
   subjects: Subjects,
   agents: (name: string) => IntakeAgent | undefined,
   maxTaskBytes: number,
+  principals: IntakePrincipals = { known: new Set(), fallback: undefined },
 ): IntakeResult {
   const agentName = subjects.agentOfTaskSubject(msg.subject) ?? '_';
   const replyTo = msg.headers?.get(Headers.replyTo) || undefined;
@@ -93,7 +103,7 @@ export function readTaskMessage(
   const rawTaskId = claimedId?.success ? claimedId.data : undefined;
   const parsed = taskMessageSchema.safeParse(raw);
   if (!parsed.success) {
-    return refuse(ErrorCode.invalidTask, `task message does not match {"taskId"?: string, "input": ..., "budget"?: {...}, "metadata"?: {...}}:\n${formatIssues(parsed.error)}`, rawTaskId);
+    return refuse(ErrorCode.invalidTask, `task message does not match {"taskId"?: string, "input": ..., "budget"?: {...}, "principal"?: string, "metadata"?: {...}}:\n${formatIssues(parsed.error)}`, rawTaskId);
   }
   const task = parsed.data;
   let taskId: string;
@@ -118,12 +128,22 @@ export function readTaskMessage(
   if (!input.success) {
     return refuse(ErrorCode.invalidInput, `input does not match agent "${agentName}"'s input schema:\n${formatIssues(input.error)}`, taskId);
   }
+  let principal: string | undefined;
+  if (principals.known.size > 0) {
+    principal = task.principal ?? principals.fallback;
+    const known = [...principals.known].join(', ');
+    if (principal === undefined) return refuse(ErrorCode.unknownPrincipal, `this deployment needs to know who a task acts for: set "principal" in the task message (one of: ${known}).`, taskId);
+    if (!principals.known.has(principal)) return refuse(ErrorCode.unknownPrincipal, `principal ${JSON.stringify(principal.slice(0, 128))} is not configured (config "principals": ${known}).`, taskId);
+  } else if (task.principal !== undefined) {
+    return refuse(ErrorCode.unknownPrincipal, `this deployment has no principals configured, so "principal" cannot be honoured; remove it, or configure "principals".`, taskId);
+  }
   return {
     kind: 'submission',
     taskId: taskId as TaskId,
     agent: agentName,
     input: input.data,
     budget: task.budget,
+    principal,
     metadata: task.metadata,
     assignedId,
     replyTo,

@@ -47,6 +47,8 @@ export interface Subjects {
   };
   /** Durable consumer shared by all hosts on the task stream. */
   readonly hostsConsumer: string;
+  /** Queue group of the workers answering `troupe.tools.<tool>`: each call goes to one of them. */
+  readonly workersQueue: string;
   /** Durable consumer shared by all hosts on the decisions stream. */
   readonly decisionsConsumer: string;
 }
@@ -88,6 +90,7 @@ export function subjects(prefix = 'troupe'): Subjects {
       breakers: `${prefix.replace(/-/g, '_')}_breakers`,
     }),
     hostsConsumer: `${prefix}-hosts`,
+    workersQueue: `${prefix}-workers`,
     decisionsConsumer: `${prefix}-hosts-decisions`,
   });
 }

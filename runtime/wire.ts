@@ -38,6 +38,8 @@ export const taskMessageSchema = z
     // Optional here so that a missing input is reported as such (invalid_input), not as a bad shape.
     input: z.unknown().optional(),
     budget: budgetSchema.optional(),
+    /** Who the task acts for: what its tool calls may do is that principal's (config `principals`). */
+    principal: z.string().max(128).optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
   })
   .strict();
@@ -161,8 +163,21 @@ export const snapshotEnvelopeV1Schema = z.object({
   snapshot: z.unknown(),
   /** Approvers' decisions on tool calls, by call key: what the call may (or may not) run with. */
   approvals: z
-    .record(z.string(), z.object({ verdict: z.enum(['approve', 'reject', 'edit']), args: z.unknown().optional(), reason: z.string().optional(), approver: z.string(), at: z.number() }))
+    .record(
+      z.string(),
+      z.object({
+        verdict: z.enum(['approve', 'reject', 'edit']),
+        args: z.unknown().optional(),
+        reason: z.string().optional(),
+        approver: z.string(),
+        at: z.number(),
+        /** The decision settles an unknown outcome: attempt N's runner vanished; approve runs it again, reject does not. */
+        unknownOutcome: z.object({ attempt: z.number() }).optional(),
+      }),
+    )
     .optional(),
+  /** Who the task acts for (authorization gate of its tool calls). */
+  principal: z.string().optional(),
   /** Untrusted content (output of a tool marked `untrusted`) has entered the conversation. */
   tainted: z.boolean().optional(),
   /** The approval request a parked task waits on. */
@@ -216,3 +231,31 @@ export const ledgerRecordSchema = z.discriminatedUnion('state', [
   }),
 ]);
 export type LedgerRecord = z.infer<typeof ledgerRecordSchema>;
+
+/** A tool call dispatched to a worker on `troupe.tools.<tool>` (NATS request, queue group). */
+export const toolDispatchSchema = z.object({
+  v: z.literal(1),
+  /** The call's idempotency key: the worker's ledger entry, and what the tool forwards downstream. */
+  key: z.string().min(1),
+  taskId: z.string(),
+  tool: z.string(),
+  /** Arguments that passed the host's gates; the worker parses them again. */
+  args: z.unknown(),
+  /** A person said attempt N, whose runner vanished, did not happen: it may run again. */
+  rerunAttempt: z.number().optional(),
+});
+export type ToolDispatch = z.infer<typeof toolDispatchSchema>;
+
+/** A worker's answer to a {@link ToolDispatch}. */
+export const toolReplySchema = z.discriminatedUnion('ok', [
+  z.object({ ok: z.literal(true), result: z.unknown(), replayed: z.boolean(), worker: z.string() }),
+  z.object({
+    ok: z.literal(false),
+    error: wireErrorSchema,
+    retryable: z.boolean(),
+    /** Set for `unknown_outcome`: the attempt whose runner vanished. */
+    attempt: z.number().optional(),
+    worker: z.string(),
+  }),
+]);
+export type ToolReply = z.infer<typeof toolReplySchema>;

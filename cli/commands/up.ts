@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { createLogger } from '../logger.ts';
 import { startDevApprover, withDevApprover } from '../dev-approver.ts';
+import { untilSignal } from '../signals.ts';
 import { startStack } from '../stack.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
@@ -31,20 +32,7 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
     process.stdout.write(`approver page: ${page.url}\n`);
     logger.warn({ url: page.url }, 'the approver page signs with a DEVELOPMENT key made for this run and trusted only by it; in production each approver runs `troupe approver` with their own key');
   }
-  await new Promise<void>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals++;
-      if (signals > 1) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        process.exit(130);
-      }
-      logger.info({ signal }, 'shutting down: stopping intake, checkpointing and handing over tasks');
-      resolve();
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
+  await untilSignal(logger, 'shutting down: stopping intake, checkpointing and handing over tasks');
   await page?.close();
   await stack.close();
   logger.flush();
