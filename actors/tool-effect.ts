@@ -1,5 +1,5 @@
-import { toWireError } from '../common/errors.ts';
-import type { ToolCallIntent, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import { ErrorCode, toWireError } from '../common/errors.ts';
+import type { DelegateInput, DelegateOutput, ToolCallIntent, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
 import { ToolRejectedError, ToolUnavailableError } from '../sandbox/errors.ts';
 import { executeTool, type ExecuteOptions } from '../sandbox/execute.ts';
@@ -12,7 +12,7 @@ import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
 import type { ApprovalPolicy } from './agent.ts';
 import { approvalNeed } from './approval-policy.ts';
-import { ApprovalNeededSignal, UnknownOutcomeError } from './errors.ts';
+import { ApprovalNeededSignal, LimitReachedSignal, UnknownOutcomeError, WaitSignal } from './errors.ts';
 
 /** How a host runs tool calls: `inline` tools in-process, `thread` and `bwrap` tools on workers. */
 export interface ToolExecution {
@@ -36,6 +36,8 @@ export interface ToolEffectDeps {
   breakers: Breakers;
   /** How calls run: inline tools here, isolated ones dispatched to workers. */
   execution: ToolExecution;
+  /** Runs a call of the built-in `delegate` tool: child tasks, joined. */
+  delegate: (input: DelegateInput) => Promise<DelegateOutput>;
   taskId: string;
   /** Who the task acts for and what they may call; undefined when no principals are configured. */
   principal: { name: string; grant: PrincipalGrant } | undefined;
@@ -72,6 +74,13 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
       // An edit was re-validated against the tool's schema when the decision was accepted.
       const args = decided?.verdict === 'edit' ? decided.args : proposed;
       const rerunAttempt = decided?.unknownOutcome?.attempt;
+      if (tool.delegation) {
+        const { tasks, join } = args as { tasks: DelegateInput['tasks']; join?: DelegateInput['join'] };
+        const joined = await deps.delegate({ key: call.key, tasks, ...(join !== undefined ? { join } : {}) });
+        deps.onResult({ key: call.key, tool: tool.name, status: 'succeeded', latencyMs: deps.now() - started, replayed: false });
+        results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify(joined.results.map(({ usage: _u, ...r }) => r)) });
+        continue;
+      }
       const { result, replayed } =
         tool.isolation === 'inline'
           ? // The breaker is consulted only when the call really runs: a recorded result replays
@@ -89,9 +98,9 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
       results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: tool.untrusted ? delimitUntrusted(tool.name, content) : content });
     } catch (err) {
       if (err instanceof UnknownOutcomeError) throw unknownOutcomeRequest(err, deps.tools.get(call.name)!, call, input.rationale, deps);
-      if (err instanceof ApprovalNeededSignal || signal.aborted) throw err;
+      if (err instanceof ApprovalNeededSignal || err instanceof WaitSignal || err instanceof LimitReachedSignal || signal.aborted) throw err;
       const wire = toWireError(err);
-      const status = err instanceof ToolRejectedError ? 'rejected' : err instanceof ToolUnavailableError ? 'unavailable' : 'failed';
+      const status = err instanceof ToolRejectedError ? 'rejected' : wire.code === ErrorCode.toolUnavailable ? 'unavailable' : 'failed';
       deps.onResult({ key: call.key, tool: call.name, status, error: wire, latencyMs: deps.now() - started, replayed: false });
       results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify({ error: wire }), is_error: true });
     }

@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../common/clock.ts';
 import { ensureError, TroupeError } from '../common/errors.ts';
 import { InvalidToolOutputError, ToolTimeoutError } from './errors.ts';
-import { sealOutput, type OutputPolicy } from './output.ts';
+import { redactText, sealOutput, type OutputPolicy } from './output.ts';
 import type { ToolRunner } from './runners/index.ts';
 import type { Tool, ToolContext } from './tool.ts';
 
@@ -34,6 +34,8 @@ export async function executeTool(tool: Tool<any, any>, args: unknown, context: 
       return await once(tool, args, context, o);
     } catch (caught) {
       const err = ensureError(caught);
+      // An error message is recorded and shown like output: a secret in it is redacted too.
+      err.message = redactText(err.message, o.output).text;
       const retryable = err instanceof TroupeError && err.retryable;
       if (!retryable || attempt >= attempts || context.signal.aborted) throw err;
       await clock.sleep(random() * o.retryBackoffMs * 2 ** (attempt - 1));

@@ -44,20 +44,9 @@ export function environmentSecrets(env: NodeJS.ProcessEnv = process.env): Array<
 export function sealOutput(output: unknown, policy: OutputPolicy): SealedOutput {
   let redactions = 0;
   const scrub = (text: string): string => {
-    let out = text;
-    for (const { name, value } of policy.secrets) {
-      if (!out.includes(value)) continue;
-      const parts = out.split(value);
-      redactions += parts.length - 1;
-      out = parts.join(`[REDACTED:${name}]`);
-    }
-    for (const pattern of policy.patterns) {
-      out = out.replace(pattern, () => {
-        redactions++;
-        return '[REDACTED]';
-      });
-    }
-    return out;
+    const r = redactText(text, policy);
+    redactions += r.redactions;
+    return r.text;
   };
   const walk = (value: unknown): unknown => {
     if (typeof value === 'string') return scrub(value);
@@ -71,6 +60,25 @@ export function sealOutput(output: unknown, policy: OutputPolicy): SealedOutput 
   if (bytes <= policy.maxBytes) return { value, redactions };
   const preview = Buffer.from(json).subarray(0, Math.max(0, policy.maxBytes - 200)).toString('utf8').replace(/\uFFFD$/, '');
   return { value: { truncated: true, bytes, preview }, redactions, truncatedFrom: bytes };
+}
+
+/** Replaces the policy's secrets and patterns in one text (an output string, an error message). */
+export function redactText(text: string, policy: OutputPolicy): { text: string; redactions: number } {
+  let redactions = 0;
+  let out = text;
+  for (const { name, value } of policy.secrets) {
+    if (!out.includes(value)) continue;
+    const parts = out.split(value);
+    redactions += parts.length - 1;
+    out = parts.join(`[REDACTED:${name}]`);
+  }
+  for (const pattern of policy.patterns) {
+    out = out.replace(pattern, () => {
+      redactions++;
+      return '[REDACTED]';
+    });
+  }
+  return { text: out, redactions };
 }
 
 /** Compiles the config's `tools` section into a policy. */
