@@ -1,9 +1,9 @@
 import type { AnyStateMachine } from 'xstate';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { AGENT_NAME_PATTERN } from '../common/ids.ts';
 import { agentLoopMachine, type AgentLoopInput } from '../machines/agent-loop.machine.ts';
 import type { BreachPolicy, LimitName } from '../machines/supervisor.machine.ts';
-import type { Tool } from '../sandbox/tool.ts';
+import { defineTool, type Tool } from '../sandbox/tool.ts';
 
 /** Limits of one agent over the config's `limits`; a task's `budget` may lower them, never raise them. */
 export interface AgentLimits {
@@ -106,6 +106,12 @@ interface AgentCommon<I> {
   /** When a tool call needs a human before it runs. */
   approvals?: ApprovalPolicy;
   /**
+   * Agents this one may delegate to. A loop agent gets a `delegate` tool: the model starts child
+   * tasks on these agents (several at once, joined all / first / N) and gets their results; the
+   * task waits parked meanwhile. Workflows invoke the `delegate` actor instead. @default []
+   */
+  delegates?: string[];
+  /**
    * This agent's model routing by step role, over the config's `model.routing`
    * (for example `{ plan: { model: 'claude-opus-4-6', maxTokens: 8192 } }`).
    */
@@ -154,7 +160,8 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     throw new TypeError(`agent name ${JSON.stringify(definition.name)} must match ${AGENT_NAME_PATTERN} and not be "rejected"`);
   }
   const tools = new Map<string, Tool<any, any>>();
-  for (const tool of definition.tools ?? []) {
+  const own = [...(definition.tools ?? []), ...(definition.delegates?.length ? [delegateTool(definition.delegates)] : [])];
+  for (const tool of own) {
     if (tools.has(tool.name)) throw new TypeError(`agent "${definition.name}" lists tool "${tool.name}" twice`);
     tools.set(tool.name, tool);
   }
@@ -182,6 +189,25 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     // No step cap of its own: the task's supervisor enforces every limit.
     machineInput: (start: TaskStart<I>): AgentLoopInput => ({ taskId: start.taskId, prompt: prompt(start.input) }),
   });
+}
+
+/** The `delegate` tool of an agent that may delegate to `agents`. */
+function delegateTool(agents: string[]): Tool<any, any> {
+  const tool = defineTool({
+    name: 'delegate',
+    description: `Start tasks on other agents (${agents.join(', ')}) and wait for their results. Give every task at once to run them in parallel. join: "all" (default) waits for every task, "first" for the first success, a number N for N successes. Returns each task's output or error.`,
+    input: z.object({
+      tasks: z.array(z.object({ agent: z.enum(agents as [string, ...string[]]), input: z.unknown() })).min(1).max(16),
+      join: z.union([z.literal('all'), z.literal('first'), z.number().int().positive()]).optional(),
+    }),
+    output: z.unknown(),
+    reversibility: 'reversible',
+    module: import.meta.url,
+    run: async () => {
+      throw new Error('delegate calls are run by the task, not as a tool');
+    },
+  });
+  return Object.freeze({ ...tool, delegation: true as const });
 }
 
 /** Refuses, at definition time, an approval policy that names unknown tools or impossible figures. */

@@ -7,11 +7,12 @@ import { argsHash, decisionIdOf, decisionSchema, verifyDecision, type ApprovalRe
 import { formatIssues } from '../config/load.ts';
 import type { Agent } from './agent.ts';
 import { RevisionConflictError, type JsonKv, type Versioned } from '../runtime/json-kv.ts';
-import { publishResumption } from '../runtime/intake.ts';
 import type { Subjects } from '../runtime/subjects.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
 import type { SnapshotEnvelope, WireErrorPayload } from '../runtime/wire.ts';
 import { TaskSupervisor } from './task-supervisor.ts';
+import { wakeParked } from './wake.ts';
+import type { TaskTree } from './task-tree.ts';
 
 /** Options of a {@link DecisionDesk}. */
 export interface DecisionDeskOptions {
@@ -24,6 +25,8 @@ export interface DecisionDeskOptions {
   sweepMs: number;
   /** The agents this host runs, to re-validate edited tool arguments. */
   agents: ReadonlyMap<string, Agent<any>>;
+  /** The task tree: the sweep also wakes parents whose delegation joined without a wake-up. */
+  tree: TaskTree;
   hostId: string;
   clock: Clock;
   logger: Logger;
@@ -180,6 +183,10 @@ export class DecisionDesk {
     const now = this.o.clock.now();
     for (const key of await this.o.store.keys()) {
       const stored = await this.o.store.get(key).catch(() => undefined);
+      if (stored?.value.status === 'parked' && stored.value.waiting) {
+        await this.o.tree.wakeIfJoined(key).catch((err: unknown) => this.o.logger.warn({ err, taskId: key }, 'could not check a delegation join'));
+        continue;
+      }
       const pending = stored?.value.status === 'parked' ? stored.value.pending : undefined;
       if (!stored || !pending?.deadlineAt || pending.deadlineAt > now) continue;
       if (pending.onDeadline === 'escalate' && (await this.escalate(stored, pending, now))) {
@@ -220,34 +227,14 @@ export class DecisionDesk {
     return true;
   }
 
-  /**
-   * Writes a decided task back to `running` (compare-and-set on the revision the decision was
-   * checked against) and publishes the message that lets a host claim it. False if another host
-   * decided it first.
-   */
-  private async wake(stored: Versioned<SnapshotEnvelope>, supervisor: TaskSupervisor, approvals: SnapshotEnvelope['approvals']): Promise<boolean> {
-    const env = stored.value;
-    const requestId = env.pending!.requestId;
-    const token = `${this.o.hostId}:decision:${requestId}`;
-    const { pending: _answered, votes: _counted, ...rest } = env;
-    const woken: SnapshotEnvelope = {
-      ...rest,
-      status: 'running',
+  /** Writes a decided task back to `running` with its supervisor and decisions, and wakes it. */
+  private wake(stored: Versioned<SnapshotEnvelope>, supervisor: TaskSupervisor, approvals: SnapshotEnvelope['approvals']): Promise<boolean> {
+    const { js, subjects, store, hostId, clock } = this.o;
+    return wakeParked({ js, subjects, store, hostId, now: () => clock.now() }, stored, `decision:${stored.value.pending!.requestId}`, {
       supervisor: supervisor.persisted(),
       deadlineAt: supervisor.deadlineAt,
       ...(approvals ? { approvals } : {}),
-      handover: { token },
-      owner: null,
-      updatedAt: this.o.clock.now(),
-    };
-    try {
-      await this.o.store.update(env.taskId, woken, stored.revision);
-    } catch (err) {
-      if (err instanceof RevisionConflictError) return false;
-      throw err;
-    }
-    await publishResumption(this.o.js, this.o.subjects, { agent: env.agent, taskId: env.taskId, token, msgId: `${env.taskId}:wake:${requestId}` });
-    return true;
+    });
   }
 
   private refuse(taskId: string, requestId: string | undefined, decisionId: string | undefined, code: string, message: string): void {

@@ -57,3 +57,15 @@ export class ApprovalNeededSignal extends Error {
     super(`call ${callKey} of "${tool.name}" needs an approver`);
   }
 }
+
+/**
+ * Thrown inside an effect that must wait for something outside the task (child tasks of a
+ * delegation). It never reaches the machine: the runner parks the task, and it is woken when
+ * what it waits for happens; the effect then runs again and finds it.
+ */
+export class WaitSignal extends Error {
+  override readonly name = 'WaitSignal';
+  constructor(readonly waiting: NonNullable<import('../runtime/wire.ts').SnapshotEnvelope['waiting']>) {
+    super(`waiting for ${waiting.reason}`);
+  }
+}

@@ -14,7 +14,9 @@ import { ensureTopology, type Topology } from '../runtime/topology.ts';
 import { ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent, ResolvedLimits } from './agent.ts';
 import { Breakers } from './breakers.ts';
+import { CancelDesk } from './cancel-desk.ts';
 import { DecisionDesk } from './decision-desk.ts';
+import { TaskTree } from './task-tree.ts';
 import type { ToolExecution } from './tool-effect.ts';
 import { compileOutputPolicy } from '../sandbox/output.ts';
 import { createToolRunner, type ToolRunner } from '../sandbox/runners/index.ts';
@@ -62,6 +64,8 @@ export class Host implements AsyncDisposable {
   private breakers: Breakers | undefined;
   private decisions: DecisionDesk | undefined;
   private inlineRunner: ToolRunner | undefined;
+  private tree!: TaskTree;
+  private cancels: CancelDesk | undefined;
   private closing: Promise<void> | undefined;
   /** Resolves when this host can receive no more task messages (its last pull expired). */
   private intakeStopped: Promise<void> | undefined;
@@ -85,9 +89,10 @@ export class Host implements AsyncDisposable {
     this.events = new TaskEvents(nc, this.topology.js, this.subjects, this.clock, this.log);
     this.breakers = new Breakers(this.topology.breakers, this.subjects.buckets.breakers, { ...config.breakers, owner: this.hostId, clock: this.clock, logger: this.log });
     await this.breakers.start();
+    this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log });
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution() };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,
@@ -103,12 +108,15 @@ export class Host implements AsyncDisposable {
       events: this.events,
       approvers: config.approvers,
       agents: this.agents,
+      tree: this.tree,
       sweepMs: config.host.approvalSweepMs,
       hostId: this.hostId,
       clock: this.clock,
       logger: this.log,
     });
     await this.decisions.start();
+    this.cancels = new CancelDesk({ nc: this.o.nc, js: this.topology.js, subjects: this.subjects, store: this.store, events: this.events, tree: this.tree, hostId: this.hostId, runnerOf: (id) => this.runners.get(id), clock: this.clock, logger: this.log });
+    await this.cancels.start();
     this.log.info({ agents: [...this.agents.keys()] }, 'host started');
   }
 
@@ -137,6 +145,7 @@ export class Host implements AsyncDisposable {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.decisions?.close();
+      await this.cancels?.close();
       const intake = this.queue?.stopIntake();
       this.intakeStopped = intake;
       // Drain what runs now while the last pull expires, then whatever arrived meanwhile.
@@ -216,6 +225,7 @@ export class Host implements AsyncDisposable {
           machineInput: agent.machineInput({ taskId: sub.taskId, input: sub.input, limits }),
           limits,
           principal: sub.principal,
+          parent: sub.parent,
           metadata: sub.metadata,
         },
         { seq: msg.seq, delivery: msg.info.deliveryCount },
@@ -247,6 +257,10 @@ export class Host implements AsyncDisposable {
       // Ended, but the host died before acking: make sure watchers saw the end, then ack.
       await this.events!.publish(env.taskId, env.outcome?.status === 'done' ? { type: 'done', output: env.outcome.output } : { type: 'failed', error: env.outcome?.status === 'failed' ? env.outcome.error : { code: ErrorCode.internal, message: 'task ended without an outcome' } }, `${env.taskId}:end`);
       await this.queue!.ack(msg);
+      return;
+    }
+    if (env.cancel) {
+      await this.endStored(msg, stored, { code: ErrorCode.cancelled, message: `cancelled: ${env.cancel.reason}` });
       return;
     }
     const agent = this.agents.get(env.agent);
@@ -328,8 +342,9 @@ export class Host implements AsyncDisposable {
   /** Ends a task that has no runner (cannot be restored): writes the outcome, announces it, acks. */
   private async endStored(msg: JsMsg, stored: Versioned<SnapshotEnvelope>, error: { code: string; message: string }): Promise<void> {
     const outcome = { status: 'failed' as const, error };
+    const ended: SnapshotEnvelope = { ...stored.value, status: 'failed', outcome, owner: this.hostId, updatedAt: this.clock.now() };
     try {
-      await this.store!.update(stored.value.taskId, { ...stored.value, status: 'failed', outcome, owner: this.hostId, updatedAt: this.clock.now() }, stored.revision);
+      await this.store!.update(stored.value.taskId, ended, stored.revision);
     } catch (err) {
       if (err instanceof RevisionConflictError) {
         this.queue!.forget(msg);
@@ -340,6 +355,7 @@ export class Host implements AsyncDisposable {
     await this.events!.publish(stored.value.taskId, { type: 'failed', error }, `${stored.value.taskId}:end`);
     this.log.warn({ taskId: stored.value.taskId, error }, 'task failed');
     await this.queue!.ack(msg);
+    await this.tree.ended(ended);
   }
 }
 

@@ -1,4 +1,5 @@
-import type { ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import type { DelegateInput, DelegateOutput, ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import { runDelegation } from './delegation.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent } from './agent.ts';
 import { LimitReachedSignal } from './errors.ts';
@@ -26,6 +27,8 @@ export interface TaskEffectsOptions {
   decision: (callKey: string) => RecordedDecision | undefined;
   /** Who the task acts for, if principals are configured. */
   principal: () => string | undefined;
+  /** Records child tasks in the task's envelope. */
+  adopt: (children: Record<string, { agent: string; key: string }>) => void;
   tainted: () => boolean;
   taint: () => void;
 }
@@ -87,6 +90,12 @@ export class TaskEffects {
     );
   }
 
+  /** Starts child tasks on other agents and joins them (parks the task while they run). */
+  delegate(input: DelegateInput): Promise<DelegateOutput> {
+    const { deps, taskId } = this.o;
+    return runDelegation(input, { ...deps.delegation, taskId, supervisor: this.o.supervisor, actOnVerdict: this.o.actOnVerdict, adopt: this.o.adopt });
+  }
+
   async tools(input: ToolsEffectInput, signal: AbortSignal): Promise<ToolResultBlock[]> {
     const { deps, agent, taskId } = this.o;
     const results = await runToolsEffect(
@@ -95,6 +104,7 @@ export class TaskEffects {
         gateway: deps.gateway,
         breakers: deps.breakers,
         execution: deps.execution,
+        delegate: (d) => this.delegate(d),
         policy: agent.approvals,
         decision: this.o.decision,
         tainted: this.o.tainted,

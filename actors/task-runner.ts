@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import type { TroupeConfig } from '../config/schema.ts';
 import type { ToolExecution } from './tool-effect.ts';
+import type { TaskTree } from './task-tree.ts';
+import type { DelegationDeps } from './delegation.ts';
 import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine, type Snapshot } from 'xstate';
 import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
 import { agentLoopMachine } from '../machines/agent-loop.machine.ts';
-import type { ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import type { DelegateInput, DelegateOutput, ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import type { Breach } from '../machines/supervisor.machine.ts';
 import { argsHash, type ApprovalRequest } from '../runtime/approvals.ts';
 import type { MachineOutcome } from '../machines/outcome.ts';
@@ -15,7 +17,7 @@ import type { SnapshotEnvelope, TaskOutcome, WireErrorPayload } from '../runtime
 import type { Agent, ResolvedLimits } from './agent.ts';
 import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
-import { ApprovalNeededSignal, LimitReachedSignal } from './errors.ts';
+import { ApprovalNeededSignal, LimitReachedSignal, WaitSignal } from './errors.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { partialOf, stateString, stepOf, taskInputOf, toTaskOutcome } from './snapshot-view.ts';
@@ -42,6 +44,10 @@ export interface TaskRunnerDeps {
   principals: TroupeConfig['principals'];
   /** How tool calls run: inline here, isolated ones on workers. */
   execution: ToolExecution;
+  /** Parents and children: wake-ups and cancellations across the task tree. */
+  tree: TaskTree;
+  /** Starts child tasks and joins them. */
+  delegation: Omit<DelegationDeps, 'taskId' | 'supervisor' | 'actOnVerdict' | 'adopt'>;
 }
 
 /** The task message this runner holds: holding it is owning the task. */
@@ -88,6 +94,10 @@ export class TaskRunner {
   private outcome: TaskOutcome | undefined;
   /** The approval request this task parked on. */
   private pending: ApprovalRequest | undefined;
+  /** What the task waits for when parked on child tasks. */
+  private waiting: SnapshotEnvelope['waiting'];
+  /** Tasks this one delegated to (persisted with every write). */
+  private children: SnapshotEnvelope['children'];
   /** Untrusted content is in the conversation (persisted with every write). */
   private tainted = false;
   private forceWrite = false;
@@ -95,6 +105,8 @@ export class TaskRunner {
   private usage: NonNullable<SnapshotEnvelope['usage']>;
   private ending = false;
   private draining = false;
+  /** Set once the task is being cancelled: the outcome it ends with, whatever the machine does. */
+  private cancelling: TaskOutcome | undefined;
   private inFlight = 0;
   private idle: (() => void) | undefined;
   private restarts: number[] = [];
@@ -110,6 +122,7 @@ export class TaskRunner {
     readonly hold: Hold,
   ) {
     this.taskId = base.taskId;
+    this.children = base.children;
     this.usage = base.usage ?? { costUsd: 0, inputTokens: 0, outputTokens: 0, modelCalls: 0, toolCalls: 0 };
     this.log = deps.logger.child({ taskId: this.taskId, agent: agent.name, actor: 'task' });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
@@ -124,6 +137,9 @@ export class TaskRunner {
       actOnVerdict: () => this.actOnVerdict(),
       decision: (callKey) => this.base.approvals?.[callKey],
       principal: () => this.base.principal,
+      adopt: (children) => {
+        this.children = { ...this.children, ...children };
+      },
       tainted: () => this.tainted,
       taint: () => {
         this.tainted = true;
@@ -139,7 +155,7 @@ export class TaskRunner {
   static async create(
     agent: Agent,
     deps: TaskRunnerDeps,
-    task: { taskId: string; machineInput: unknown; limits: ResolvedLimits; principal?: string | undefined; metadata?: Record<string, unknown> | undefined },
+    task: { taskId: string; machineInput: unknown; limits: ResolvedLimits; principal?: string | undefined; parent?: SnapshotEnvelope['parent']; metadata?: Record<string, unknown> | undefined },
     hold: Hold,
   ): Promise<TaskRunner> {
     const now = deps.clock.now();
@@ -159,6 +175,7 @@ export class TaskRunner {
       step: 0,
       snapshot: null,
       ...(task.principal !== undefined ? { principal: task.principal } : {}),
+      ...(task.parent ? { parent: task.parent } : {}),
       ...(task.metadata ? { metadata: task.metadata } : {}),
     };
     const runner = new TaskRunner(agent, deps, base, hold);
@@ -211,6 +228,21 @@ export class TaskRunner {
     if (this.ending) return;
     this.freeze();
     await this.finish({ status: 'failed', error });
+  }
+
+  /**
+   * Cancels the task: no new effect starts, an effect already running (an irreversible call
+   * half-way) finishes and is recorded (up to the drain timeout), then the task ends with
+   * `cancelled` — and its unfinished children are cancelled in turn.
+   */
+  async cancel(reason: string): Promise<void> {
+    if (this.ending || this.cancelling) return;
+    this.cancelling = { status: 'failed', error: { code: ErrorCode.cancelled, message: `cancelled: ${reason}` } };
+    this.draining = true;
+    if (this.inFlight > 0) await Promise.race([new Promise<void>((r) => (this.idle = r)), this.deps.clock.sleep(this.deps.drainTimeoutMs)]);
+    if (this.ending) return;
+    this.freeze();
+    await this.finish(this.cancelling);
   }
 
   /**
@@ -272,6 +304,7 @@ export class TaskRunner {
     const effects = {
       model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, () => this.effects.model(input, signal))),
       tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, () => this.effects.tools(input, signal))),
+      delegate: fromPromise<DelegateOutput, DelegateInput>(({ input, signal }) => this.effect(signal, () => this.effects.delegate(input))),
     };
     return this.agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
   }
@@ -285,7 +318,8 @@ export class TaskRunner {
     try {
       return await run();
     } catch (err) {
-      if (err instanceof ApprovalNeededSignal) void this.park(this.toolRequest(err));
+      if (err instanceof ApprovalNeededSignal) void this.park({ request: this.toolRequest(err) });
+      else if (err instanceof WaitSignal) void this.park({ waiting: err.waiting });
       else if (!(err instanceof LimitReachedSignal)) throw err;
     } finally {
       this.inFlight--;
@@ -306,7 +340,7 @@ export class TaskRunner {
     const { breach, action } = verdict;
     this.deps.events.emit(this.taskId, { type: 'limit', limit: breach.limit, used: breach.used, max: breach.max, message: breach.message, action }, `${this.taskId}:limit:${breach.limit}:${breach.max}`);
     if (action === 'escalate') {
-      void this.park(this.limitRequest(breach));
+      void this.park({ request: this.limitRequest(breach) });
       return;
     }
     const details = { limit: breach.limit, used: breach.used, max: breach.max, partial: partialOf(this.actor.getSnapshot() as AnyMachineSnapshot) };
@@ -322,32 +356,41 @@ export class TaskRunner {
       this.deps.events.emit(this.taskId, { type: 'state', state, step }, `${this.taskId}:state:${step}:${state}`);
     }
     if (snapshot.status === 'done') {
-      void this.finish(toTaskOutcome(snapshot.output as MachineOutcome | undefined));
+      // Cancelled while its last effect finished: the work is recorded, but the task was cancelled.
+      void this.finish(this.cancelling ? this.cancelling : toTaskOutcome(snapshot.output as MachineOutcome | undefined));
       return;
     }
     this.markDirty();
   }
 
   /**
-   * Parks the task for an approver: running effects finish and are recorded, nothing new
-   * starts, the task is saved as `parked` with its request, and the request is published
-   * (durably: approvers may be offline). The host then lets go of the task; a decision wakes it
-   * on any host.
+   * Parks the task: running effects finish and are recorded, nothing new starts, the task is
+   * saved as `parked` with what it waits for, and the host lets go of it (no memory held). For
+   * an approver, the request is published durably (approvers may be offline); a decision wakes
+   * the task on any host. For child tasks, the end of the last child the join needs wakes it.
    */
-  private async park(request: ApprovalRequest): Promise<void> {
+  private async park(on: { request: ApprovalRequest } | { waiting: NonNullable<SnapshotEnvelope['waiting']> }): Promise<void> {
     if (this.ending) return;
     this.ending = true;
     this.draining = true;
     clearTimeout(this.deadlineTimer);
     if (this.inFlight > 0) await Promise.race([new Promise<void>((r) => (this.idle = r)), this.deps.clock.sleep(this.deps.drainTimeoutMs)]);
     this.freeze();
-    this.pending = request;
+    if ('request' in on) this.pending = on.request;
+    else this.waiting = on.waiting;
     try {
       await this.checkpoint(true);
-      await this.deps.events.requestApproval(this.pending);
-      this.deps.events.emit(this.taskId, { type: 'escalated', requestId: this.pending.requestId, reason: this.pending.reason }, `${this.pending.requestId}:escalated`);
-      this.log.info({ requestId: this.pending.requestId, kind: this.pending.kind }, 'task parked for an approver');
+      if (this.pending) {
+        await this.deps.events.requestApproval(this.pending);
+        this.deps.events.emit(this.taskId, { type: 'escalated', requestId: this.pending.requestId, reason: this.pending.reason }, `${this.pending.requestId}:escalated`);
+        this.log.info({ requestId: this.pending.requestId, kind: this.pending.kind }, 'task parked for an approver');
+      } else {
+        this.deps.events.emit(this.taskId, { type: 'waiting', children: this.waiting!.children, join: this.waiting!.join }, `${this.waiting!.key}:waiting`);
+        this.log.info({ children: this.waiting!.children, join: this.waiting!.join }, 'task parked until its children join');
+      }
       this.end('parked');
+      // Children may all have ended before the park was written: then nobody else wakes it.
+      if (this.waiting) await this.deps.tree.wakeIfJoined(this.taskId);
     } catch (err) {
       this.log.warn({ err }, 'task could not be parked; leaving it to be resumed');
       this.end('abandoned');
@@ -462,6 +505,7 @@ export class TaskRunner {
       await this.deps.events.publish(this.taskId, outcome.status === 'done' ? { type: 'done', output: outcome.output } : { type: 'failed', error: outcome.error }, `${this.taskId}:end`);
       this.log.info({ outcome: outcome.status, ...(outcome.status === 'failed' ? { error: outcome.error } : {}) }, 'task ended');
       this.end('finished');
+      await this.deps.tree.ended(this.writer.written).catch((err: unknown) => this.log.warn({ err }, 'parent or children not told of the end; the sweep will'));
     } catch (err) {
       this.log.warn({ err }, 'task outcome not recorded; leaving the task to be resumed');
       this.end('abandoned');
@@ -506,7 +550,7 @@ export class TaskRunner {
     return {
       ...base,
       owner: this.deps.hostId,
-      status: outcome ? outcome.status : this.pending ? 'parked' : 'running',
+      status: outcome ? outcome.status : this.pending || this.waiting ? 'parked' : 'running',
       updatedAt: this.deps.clock.now(),
       state: snapshot ? stateString(snapshot.value) : base.state,
       step: snapshot ? (stepOf(snapshot) ?? base.step) : base.step,
@@ -517,6 +561,8 @@ export class TaskRunner {
       ...(this.tainted ? { tainted: true } : {}),
       ...(outcome ? { outcome } : {}),
       ...(this.pending ? { pending: this.pending } : {}),
+      ...(this.waiting && !outcome ? { waiting: this.waiting } : {}),
+      ...(this.children ? { children: this.children } : {}),
     };
   }
 

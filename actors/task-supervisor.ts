@@ -2,10 +2,12 @@ import { createHash } from 'node:crypto';
 import { canonicalJson } from '../common/canonical-json.ts';
 import { createActor, type Actor, type Snapshot } from 'xstate';
 import type { ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
-import { deadlineOf, supervisorMachine, type Breach, type BreachPolicy, type SupervisorContext } from '../machines/supervisor.machine.ts';
+import { deadlineOf, remainingOf, supervisorMachine, type Breach, type BreachPolicy, type SupervisorContext } from '../machines/supervisor.machine.ts';
 import type { ResolvedLimits } from './agent.ts';
 import type { ModelCallResult } from './model/model-client.ts';
 import type { CallQuote } from './model/quote.ts';
+import type { Budget } from '../runtime/wire.ts';
+import { budgetOf } from './delegation.ts';
 
 /** A breach the task must act on now. */
 export interface Verdict {
@@ -87,6 +89,36 @@ export class TaskSupervisor {
       tokens: u.inputTokens + u.outputTokens + u.cacheCreationInputTokens + u.cacheReadInputTokens,
       cutOff: result.stopReason === 'max_tokens',
     });
+  }
+
+  /**
+   * Holds a share of the remaining budget for each child task of a delegation: `fraction` of what
+   * is left (USD, tokens, and steps but one, kept for this task to use the results), split
+   * evenly. Returns each child's budget, or undefined if the supervisor refused (a breach). A
+   * child already held keeps its share, so a replayed delegation gets the same budgets.
+   */
+  holdShares(childIds: string[], fraction: number): Budget[] | undefined {
+    const left = remainingOf(this.context);
+    const n = Math.max(1, childIds.length);
+    const each = {
+      usd: left.usd === null ? 0 : (left.usd * fraction) / n,
+      tokens: left.tokens === null ? 0 : Math.floor((left.tokens * fraction) / n),
+      steps: Math.max(1, Math.floor((Math.max(0, left.steps - 1) * fraction) / n)),
+    };
+    for (const id of childIds) this.actor.send({ type: 'hold', key: id, ...each });
+    if (this.verdict()) return undefined;
+    const limited = { usd: this.context.limits.usd !== null, tokens: this.context.limits.tokens !== null };
+    return childIds.map((id) => budgetOf({ steps: 1, usd: 0, tokens: 0, ...this.context.reserved[id] }, limited));
+  }
+
+  /** Replaces a child's held share by what it spent. Idempotent per child. */
+  settleChild(childId: string, spent: { usd: number; tokens: number; steps: number }): void {
+    this.actor.send({ type: 'settle', key: childId, usd: spent.usd, tokens: spent.tokens, steps: spent.steps });
+  }
+
+  /** A child ran out of its share of a limit: this task's limit is breached (stop or escalate, per its policy). */
+  childExhausted(child: string, limit: 'usd' | 'tokens' | 'steps', message: string): void {
+    this.actor.send({ type: 'childExhausted', limit, child, message });
   }
 
   /** Drops the hold of a call that failed without being billed. */

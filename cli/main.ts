@@ -5,6 +5,7 @@ import { approvalsCommand, approveCommand, approverKeyCommand } from './commands
 import { approverCommand } from './commands/approver.ts';
 import { natsConfigCommand } from './commands/nats-config.ts';
 import { breakersCommand } from './commands/breakers.ts';
+import { cancelCommand } from './commands/cancel.ts';
 import { demoCommand } from './commands/demo.ts';
 import { hostCommand, upCommand } from './commands/up.ts';
 import { simulatorCommand } from './commands/simulator.ts';
@@ -26,6 +27,7 @@ const commands: Record<string, Command> = {
   worker: workerCommand,
   submit: submitCommand,
   status: statusCommand,
+  cancel: cancelCommand,
   tasks: tasksCommand,
   agents: agentsCommand,
   breakers: breakersCommand,

@@ -15,6 +15,8 @@ export function formatEvent(e: TaskEvent): string | undefined {
       return `model ${e.model} [${e.role}] ${e.usage.inputTokens}+${e.usage.cacheReadInputTokens + e.usage.cacheCreationInputTokens} in / ${e.usage.outputTokens} out tokens, $${e.costUsd.toFixed(6)}, ${e.latencyMs} ms, ${e.stopReason ?? '-'}${e.attempts > 1 ? `, ${e.attempts} attempts` : ''}${e.replayed ? ' (replayed from ledger)' : ''}`;
     case 'tool':
       return `tool ${e.tool} ${e.status}${e.error ? `: ${e.error.code}: ${e.error.message}` : ''} (${e.latencyMs} ms)${e.replayed ? ' (replayed from ledger)' : ''}`;
+    case 'waiting':
+      return `parked until child tasks join (${e.join}): ${e.children.join(', ')}`;
     case 'done':
       return `done`;
     case 'failed':

@@ -68,3 +68,37 @@ export function parseToolResult<T = unknown>(block: ToolResultBlock): { ok: true
   if (block.is_error) return { ok: false, error: (value as { error: { code: string; message: string } }).error };
   return { ok: true, value: value as T };
 }
+
+/** How many children a delegation waits for: every one, the first success, or N successes. */
+export type Join = 'all' | 'first' | number;
+
+/** Input of a delegate effect: start child tasks on other agents and join them. */
+export interface DelegateInput {
+  /** Idempotency key of the delegation; the children's taskIds derive from it. */
+  key: string;
+  tasks: { agent: string; input: unknown }[];
+  /** @default "all" */
+  join?: Join;
+  /**
+   * Share (0..1) of this task's remaining budget held for the children, split evenly (one step is
+   * always kept for this task to use their results). What they do not spend comes back when they
+   * are joined. @default 1
+   */
+  share?: number;
+}
+
+/** How one child task ended (or was cancelled), with what it spent. */
+export interface ChildResult {
+  taskId: string;
+  agent: string;
+  status: 'done' | 'failed' | 'cancelled';
+  output?: unknown;
+  error?: { code: string; message: string; details?: Record<string, unknown> | undefined };
+  usage?: { usd: number; tokens: number; steps: number };
+}
+
+/** Output of a delegate effect: every child's result, in the order they were asked for. */
+export interface DelegateOutput {
+  join: Join;
+  results: ChildResult[];
+}

@@ -41,8 +41,11 @@ export interface Usage {
 
 export interface SupervisorContext extends SupervisorInput {
   used: Usage;
-  /** Worst-case amounts held for calls in flight, by effect key. */
-  reserved: Record<string, { usd: number; tokens: number }>;
+  /**
+   * Worst-case amounts held for calls in flight, by effect key; a child task's share of the budget
+   * (delegation) also holds steps.
+   */
+  reserved: Record<string, { usd: number; tokens: number; steps?: number }>;
   /** `max_tokens` granted per call, so a re-dispatched call gets the same grant. */
   granted: Record<string, number>;
   /** Calls whose `max_tokens` a ceiling lowered, and which ceiling. */
@@ -71,11 +74,17 @@ export type ReserveEvent = {
   outputUsdPerToken: number;
 };
 
+/** Hold shares of the budget for child tasks (one delegation): granted whole or not at all. */
+export type HoldEvent = { type: 'hold'; key: string; usd: number; tokens: number; steps: number };
+
 export type SupervisorEvent =
   | ReserveEvent
-  | { type: 'settle'; key: string; usd: number; tokens: number; cutOff?: boolean }
+  | HoldEvent
+  | { type: 'settle'; key: string; usd: number; tokens: number; steps?: number; cutOff?: boolean }
   | { type: 'release'; key: string }
   | { type: 'step'; fingerprint: string }
+  /** A child task ran out of its share of this limit: the tree's budget is spent. */
+  | { type: 'childExhausted'; limit: 'usd' | 'tokens' | 'steps'; child: string; message: string }
   | { type: 'wallClock' }
   | { type: 'paused'; ms: number }
   | { type: 'grant'; limit: LimitName; amount: number }
@@ -87,8 +96,21 @@ function breachOf(limit: LimitName, used: number, max: number, detail: string): 
   return { limit, used, max, message: `${limit} limit reached: ${fmt(limit, used)} used of ${fmt(limit, max)} (${detail})` };
 }
 
-const reservedTotal = (c: SupervisorContext) =>
-  Object.values(c.reserved).reduce((a, r) => ({ usd: a.usd + r.usd, tokens: a.tokens + r.tokens }), { usd: 0, tokens: 0 });
+const reservedTotal = (c: SupervisorContext): Usage =>
+  Object.values(c.reserved).reduce<Usage>((a, r) => ({ usd: a.usd + r.usd, tokens: a.tokens + r.tokens, steps: a.steps + (r.steps ?? 0) }), { usd: 0, tokens: 0, steps: 0 });
+
+/**
+ * What is left of each limit after everything spent and held: what a delegation may share out.
+ * `null` for a limit without a ceiling.
+ */
+export function remainingOf(c: SupervisorContext): { usd: number | null; tokens: number | null; steps: number } {
+  const held = reservedTotal(c);
+  return {
+    usd: c.limits.usd === null ? null : Math.max(0, c.limits.usd - c.used.usd - held.usd),
+    tokens: c.limits.tokens === null ? null : Math.max(0, c.limits.tokens - c.used.tokens - held.tokens),
+    steps: Math.max(0, c.limits.steps - c.used.steps - held.steps),
+  };
+}
 
 /**
  * The largest `max_tokens` that keeps the worst case of this call, on top of everything spent
@@ -97,9 +119,9 @@ const reservedTotal = (c: SupervisorContext) =>
 export function decideReservation(c: SupervisorContext, e: ReserveEvent): { maxTokens: number; clampedBy?: 'usd' | 'tokens' } | { breach: Breach } {
   if (c.granted[e.key] !== undefined) return { maxTokens: c.granted[e.key]! };
   let clampedBy: 'usd' | 'tokens' | undefined;
-  const stepsAfter = c.used.steps + 1;
-  if (stepsAfter > c.limits.steps) return { breach: breachOf('steps', c.used.steps, c.limits.steps, 'no model call left') };
   const held = reservedTotal(c);
+  const stepsAfter = c.used.steps + held.steps + 1;
+  if (stepsAfter > c.limits.steps) return { breach: breachOf('steps', c.used.steps + held.steps, c.limits.steps, held.steps ? `no model call left; ${held.steps} are held by child tasks` : 'no model call left') };
   let maxTokens = e.maxTokens;
   if (c.limits.usd !== null) {
     const left = c.limits.usd - c.used.usd - held.usd - e.inputTokens * e.inputUsdPerToken;
@@ -181,6 +203,20 @@ export const supervisorMachine = setup({
             };
           }),
         },
+        hold: {
+          actions: assign(({ context, event }) => {
+            if (context.settled[event.key] || context.reserved[event.key]) return {};
+            const left = remainingOf(context);
+            for (const limit of ['usd', 'tokens', 'steps'] as const) {
+              const have = left[limit];
+              if (have !== null && event[limit] > have * (1 + 1e-9)) {
+                const max = context.limits[limit]!;
+                return { breach: breachOf(limit, max - have, max, `child tasks need ${fmt(limit, event[limit])} and ${fmt(limit, have)} is left`) };
+              }
+            }
+            return { reserved: { ...context.reserved, [event.key]: { usd: event.usd, tokens: event.tokens, steps: event.steps } } };
+          }),
+        },
         step: {
           actions: assign(({ context, event }) => {
             const repeated = context.seen[event.fingerprint] === true;
@@ -193,6 +229,13 @@ export const supervisorMachine = setup({
                   ? breachOf('noProgress', stale, context.limits.noProgress, 'consecutive steps repeated earlier tool calls and results')
                   : null,
             };
+          }),
+        },
+        childExhausted: {
+          actions: assign(({ context, event }) => {
+            const max = context.limits[event.limit] ?? 0;
+            const held = reservedTotal(context)[event.limit];
+            return { breach: { limit: event.limit, used: context.used[event.limit] + held, max, message: `${event.limit} limit reached in child task ${event.child}, which ran out of its share: ${event.message}` } };
           }),
         },
         wallClock: {
@@ -223,7 +266,7 @@ export const supervisorMachine = setup({
       actions: assign(({ context, event }) => {
         if (context.settled[event.key]) return {};
         const { [event.key]: _held, ...reserved } = context.reserved;
-        const used = { ...context.used, usd: context.used.usd + event.usd, tokens: context.used.tokens + event.tokens };
+        const used = { usd: context.used.usd + event.usd, tokens: context.used.tokens + event.tokens, steps: context.used.steps + (event.steps ?? 0) };
         // An answer cut off at a max_tokens that a ceiling lowered is not an answer: the budget
         // ran out mid-reply, which is that ceiling's breach.
         const by = event.cutOff ? context.clamped[event.key] : undefined;

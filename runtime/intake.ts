@@ -29,6 +29,8 @@ export interface Submission {
   budget: Budget | undefined;
   /** Who the task acts for; undefined when no principals are configured. */
   principal: string | undefined;
+  /** The task that delegated this one. */
+  parent: { taskId: string; key: string } | undefined;
   metadata: Record<string, unknown> | undefined;
   /** Whether the taskId was assigned by troupe (and must be reported back). */
   assignedId: boolean;
@@ -144,6 +146,7 @@ export function readTaskMessage(
     input: input.data,
     budget: task.budget,
     principal,
+    parent: task.parent,
     metadata: task.metadata,
     assignedId,
     replyTo,

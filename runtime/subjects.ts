@@ -27,6 +27,12 @@ export interface Subjects {
   decision(taskId: string): string;
   /** `troupe.decisions.*` */
   readonly allDecisions: string;
+  /** `troupe.control.cancel.<taskId>`: cancel a task and its subtree (stream TROUPE_CONTROL). */
+  cancel(taskId: string): string;
+  /** `troupe.control.>` */
+  readonly allControl: string;
+  /** `troupe.host.<hostId>.cancel`: asks the host running a task to cancel it now (core request). */
+  hostCancel(hostId: string): string;
   /** `troupe.tools.<tool>`: dispatch to sandboxed workers. */
   tool(name: string): string;
   /** `troupe.audit.<taskId>` */
@@ -39,6 +45,7 @@ export interface Subjects {
     readonly events: string;
     readonly approvals: string;
     readonly decisions: string;
+    readonly control: string;
   };
   readonly buckets: {
     readonly snapshots: string;
@@ -51,6 +58,8 @@ export interface Subjects {
   readonly workersQueue: string;
   /** Durable consumer shared by all hosts on the decisions stream. */
   readonly decisionsConsumer: string;
+  /** Durable consumer shared by all hosts on the control stream. */
+  readonly controlConsumer: string;
 }
 
 /** Builds the naming scheme for one prefix. */
@@ -71,6 +80,9 @@ export function subjects(prefix = 'troupe'): Subjects {
     decision: (taskId: string) => `${prefix}.decisions.${taskId}`,
     allDecisions: `${prefix}.decisions.*`,
     tool: (name: string) => `${prefix}.tools.${name}`,
+    cancel: (taskId: string) => `${prefix}.control.cancel.${taskId}`,
+    allControl: `${prefix}.control.>`,
+    hostCancel: (hostId: string) => `${prefix}.host.${hostId.replace(/[^A-Za-z0-9_-]/g, '_')}.cancel`,
     audit: (taskId: string) => `${prefix}.audit.${taskId}`,
     agentOfTaskSubject(subject: string) {
       if (!subject.startsWith(taskPrefix)) return undefined;
@@ -83,6 +95,7 @@ export function subjects(prefix = 'troupe'): Subjects {
       events: `${upper}_EVENTS`,
       approvals: `${upper}_APPROVALS`,
       decisions: `${upper}_DECISIONS`,
+      control: `${upper}_CONTROL`,
     }),
     buckets: Object.freeze({
       snapshots: `${prefix.replace(/-/g, '_')}_snapshots`,
@@ -92,6 +105,7 @@ export function subjects(prefix = 'troupe'): Subjects {
     hostsConsumer: `${prefix}-hosts`,
     workersQueue: `${prefix}-workers`,
     decisionsConsumer: `${prefix}-hosts-decisions`,
+    controlConsumer: `${prefix}-hosts-control`,
   });
 }
 

@@ -73,13 +73,19 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
   for (const [name, subject] of [
     [s.streams.approvals, s.allApprovals],
     [s.streams.decisions, s.allDecisions],
+    [s.streams.control, s.allControl],
   ] as const) {
     await upsertStream(jsm, { name, subjects: [subject], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: o.replicas, max_age: ms(o.eventsMaxAgeMs), duplicate_window: ms(o.duplicateWindowMs), discard: DiscardPolicy.Old });
   }
-  try {
-    await jsm.consumers.add(s.streams.decisions, { durable_name: s.decisionsConsumer, ack_policy: AckPolicy.Explicit, ack_wait: ms(30_000), max_deliver: 5 });
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError)) throw err;
+  for (const [stream, durable] of [
+    [s.streams.decisions, s.decisionsConsumer],
+    [s.streams.control, s.controlConsumer],
+  ] as const) {
+    try {
+      await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: ms(30_000), max_deliver: 5 });
+    } catch (err) {
+      if (!(err instanceof JetStreamApiError)) throw err;
+    }
   }
   const consumerConfig = {
     durable_name: s.hostsConsumer,

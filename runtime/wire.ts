@@ -40,6 +40,8 @@ export const taskMessageSchema = z
     budget: budgetSchema.optional(),
     /** Who the task acts for: what its tool calls may do is that principal's (config `principals`). */
     principal: z.string().max(128).optional(),
+    /** The task that delegated this one, and the effect key of the delegation (set by troupe). */
+    parent: z.object({ taskId: z.string(), key: z.string() }).strict().optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
   })
   .strict();
@@ -110,6 +112,7 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     limits: z.object({ usd: z.number().nullable(), tokens: z.number().nullable(), steps: z.number(), wallClock: z.number(), noProgress: z.number() }),
   }),
   z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
+  z.object({ type: z.literal('waiting'), ...eventBase, children: z.array(z.string()), join: z.union([z.literal('all'), z.literal('first'), z.number()]) }),
   z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string(), tier: z.number().optional() }),
   z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string(), /** Approvals still needed for a quorum; absent once the decision took effect. */ awaiting: z.number().optional() }),
   z.object({ type: z.literal('decision_refused'), ...eventBase, decisionId: z.string().optional(), requestId: z.string().optional(), error: wireErrorSchema }),
@@ -178,6 +181,14 @@ export const snapshotEnvelopeV1Schema = z.object({
     .optional(),
   /** Who the task acts for (authorization gate of its tool calls). */
   principal: z.string().optional(),
+  /** The task that delegated this one, and the effect key of that delegation. */
+  parent: z.object({ taskId: z.string(), key: z.string() }).optional(),
+  /** Tasks this one delegated to, by taskId. */
+  children: z.record(z.string(), z.object({ agent: z.string(), key: z.string() })).optional(),
+  /** What a parked task waits for besides an approver: child tasks of a delegation. */
+  waiting: z.object({ reason: z.literal('children'), key: z.string(), children: z.array(z.string()), join: z.union([z.literal('all'), z.literal('first'), z.number()]), since: z.number() }).optional(),
+  /** A cancellation that could not reach the host running the task: whoever resumes it cancels it. */
+  cancel: z.object({ reason: z.string(), at: z.number() }).optional(),
   /** Untrusted content (output of a tool marked `untrusted`) has entered the conversation. */
   tainted: z.boolean().optional(),
   /** The approval request a parked task waits on. */
@@ -259,3 +270,14 @@ export const toolReplySchema = z.discriminatedUnion('ok', [
   }),
 ]);
 export type ToolReply = z.infer<typeof toolReplySchema>;
+
+/** A request to cancel a task and its subtree, on `troupe.control.cancel.<taskId>`. */
+export const cancelMessageSchema = z.object({
+  v: z.literal(1),
+  taskId: z.string(),
+  reason: z.string().max(2000),
+  /** The task's agent, when the sender knows it: a task cancelled before it exists is then created cancelled. */
+  agent: z.string().optional(),
+  at: z.number(),
+});
+export type CancelMessage = z.infer<typeof cancelMessageSchema>;

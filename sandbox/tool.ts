@@ -104,6 +104,11 @@ export interface Tool<I = unknown, O = unknown> extends Required<Pick<ToolDefini
   inputJsonSchema: Record<string, unknown>;
   /** Whether running it twice could do harm (anything but `read`). */
   sideEffect: boolean;
+  /**
+   * Set on the built-in `delegate` tool of an agent with `delegates`: its calls start child
+   * tasks and join them instead of running `run`.
+   */
+  delegation?: true;
 }
 
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;

@@ -44,6 +44,9 @@ export function describeTask(e: SnapshotEnvelope, now = Date.now()): string {
       `budget    ${of(`$${sup.used.usd.toFixed(6)}`, sup.limits.usd === null ? null : Number(sup.limits.usd.toFixed(6)))} · ${of(String(sup.used.tokens), sup.limits.tokens)} tokens · ${of(String(sup.used.steps), sup.limits.steps)} steps · wall clock ${sup.limits.wallClock} ms · no-progress window ${sup.limits.noProgress}`,
     );
   }
+  if (e.parent) lines.push(`parent    ${e.parent.taskId} (delegated by call ${e.parent.key})`);
+  if (e.children) lines.push(`children  ${Object.entries(e.children).map(([id, c]) => `${id} (${c.agent})`).join(', ')}`);
+  if (e.status === 'parked' && e.waiting) lines.push(`waiting   for child tasks (${e.waiting.join}): ${e.waiting.children.join(', ')}`);
   if (e.status === 'parked' && e.pending) lines.push(`waiting   for an approver: ${e.pending.requestId}: ${e.pending.reason} (troupe approve ${e.pending.requestId} --approve)`);
   if (e.usage) lines.push(`usage     ${e.usage.modelCalls} model calls, ${e.usage.toolCalls} tool calls, ${e.usage.inputTokens} input + ${e.usage.outputTokens} output tokens, $${e.usage.costUsd.toFixed(6)}`);
   if (e.outcome?.status === 'done') lines.push(`output    ${typeof e.outcome.output === 'string' ? e.outcome.output : JSON.stringify(e.outcome.output)}`);

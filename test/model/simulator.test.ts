@@ -20,7 +20,7 @@ const hello = { ...base, messages: [{ role: 'user' as const, content: 'hello' }]
 describe('scenario files', () => {
   it('loads the bundled support-desk scenario', async () => {
     const scenario = await loadScenario(SUPPORT_DESK_SCENARIO);
-    expect(scenario.scripts.map((s) => s.name)).toEqual(['support-desk', 'refund-classifier-refund', 'refund-classifier-replace', 'refund-classifier-unclear', 'refund-triage', 'default']);
+    expect(scenario.scripts.map((s) => s.name)).toEqual(['support-desk', 'refund-classifier-refund', 'refund-classifier-replace', 'refund-classifier-unclear', 'refund-triage', 'triage', 'billing-specialist', 'shipping-specialist', 'default']);
   });
 
   it('rejects an invalid file with a typed error naming each bad path', async () => {

@@ -13,6 +13,7 @@ import { chargeCard, chargeCardReconciled } from '../fixtures/worker-tools.ts';
 import { startChildHost, tempDir, type ChildHost } from '../helpers/child-host.ts';
 import { startHost } from '../helpers/host.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { until } from '../helpers/until.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
 /**
@@ -45,15 +46,6 @@ const worker = () => {
 };
 const charges = () => (existsSync(path.join(dir, 'charges')) ? readFileSync(path.join(dir, 'charges'), 'utf8').split('\n').filter(Boolean) : []);
 const startsOf = (key: string) => readFileSync(path.join(dir, 'starts'), 'utf8').split('\n').filter((l) => l.startsWith(`${key} `));
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 beforeAll(async () => {
   nats = await startNats();
