@@ -124,17 +124,27 @@ export class SandboxExitError extends SandboxError {
   }
 }
 
-/** Sandboxed JavaScript threw (or rejected); the thrown value's name and message are kept. */
+/**
+ * Sandboxed JavaScript threw (or rejected); the thrown value's name and message are kept, and its own
+ * `code` and `retryable` when the bootstrap reported them. This error itself stays terminal: whether
+ * what the code said of its error is to be believed is for the caller to decide.
+ */
 export class SandboxCodeError extends SandboxError {
   override readonly name: string = 'SandboxCodeError';
   readonly errorName: string;
   readonly errorMessage: string;
   readonly errorStack: string | undefined;
-  constructor(thrown: { name: string; message: string; stack?: string }, result: SandboxResult) {
+  /** The thrown error's own `code`, when one was reported and is a string. */
+  readonly errorCode: string | undefined;
+  /** The thrown error's own `retryable`, when one was reported and is a boolean. */
+  readonly errorRetryable: boolean | undefined;
+  constructor(thrown: { name: string; message: string; stack?: string; code?: unknown; retryable?: unknown }, result: SandboxResult) {
     super(ErrorCode.toolFailed, SandboxErrorReason.codeThrew, `sandboxed code threw ${thrown.name}: ${thrown.message}`, { result });
     this.errorName = thrown.name;
     this.errorMessage = thrown.message;
     this.errorStack = thrown.stack;
+    this.errorCode = typeof thrown.code === 'string' ? thrown.code : undefined;
+    this.errorRetryable = typeof thrown.retryable === 'boolean' ? thrown.retryable : undefined;
   }
 }
 

@@ -16,6 +16,7 @@ export {
   type EncodedJob,
 } from './javascript-runner.ts';
 export { PRLIMIT_PATH, prlimitPrefix } from './limits.ts';
+export { killSandboxInit, sandboxInitOf, type SandboxInit } from './sandbox-init.ts';
 export { spawnSandbox, type SandboxProcess } from './sandbox-process.ts';
 export { decodeBwrapStatus, looksOutOfMemory } from './sandbox-result.ts';
 export { DENIED_SYSCALLS, seccompProgram } from './seccomp.ts';

@@ -18,10 +18,13 @@ export const RESULT_TAG = 'result:';
 /** What follows the marker on the end lines. */
 export const END_TAG = 'end';
 
-/** The outcome the bootstrap reports on its result line. */
+/**
+ * The outcome a bootstrap reports on its result line. Of a thrown error, a bootstrap may also report
+ * the error's own `code` and `retryable` (the tool bootstrap does; this one does not).
+ */
 export type BootstrapOutcome =
   | { ok: true; json?: string; text?: string }
-  | { ok: false; error: { name: string; message: string; stack?: string } };
+  | { ok: false; error: { name: string; message: string; stack?: string; code?: unknown; retryable?: unknown } };
 
 /** CommonJS source, passed to `node -e`. Kept ES2019 and dependency-free. */
 export const JAVASCRIPT_BOOTSTRAP = String.raw`'use strict';

@@ -11,6 +11,7 @@ import { bwrapArguments, SANDBOX_ID } from './bwrap-args.ts';
 import { SandboxSetupError, SandboxUnavailableError } from './errors.ts';
 import { inheritableDescriptors } from './inherited-fds.ts';
 import { seccompProgram } from './seccomp.ts';
+import { killSandboxInit, sandboxInitOf, type SandboxInit } from './sandbox-init.ts';
 import type { SandboxLimits } from './limits.ts';
 import { decodeBwrapStatus, type SandboxResult } from './sandbox-result.ts';
 import type { CompiledSandboxSpec } from './sandbox-spec.ts';
@@ -57,7 +58,11 @@ export interface SandboxProcess {
   start(stdin?: string | Buffer, options?: SandboxStartOptions): Promise<SandboxResult>;
   /** Settles when the sandbox is gone, started or not; never rejects. */
   readonly gone: Promise<void>;
-  /** SIGKILLs the sandbox (every process in it); idempotent. */
+  /**
+   * SIGKILLs the sandbox: the host-side bwrap and its process group, and the sandbox's pid 1 by its
+   * host pid, which takes every process of the sandbox's pid namespace with it, whatever the code
+   * inside did to its own init. Idempotent.
+   */
   kill(): void;
 }
 
@@ -127,12 +132,22 @@ export function spawnSandbox(spec: CompiledSandboxSpec, options: SandboxHostOpti
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
   const wallClock = new AbortController();
+  /** The sandbox's pid 1, once bwrap has reported it on the status descriptor. */
+  let init: SandboxInit | undefined;
+  let initReported = false;
+
+  // Nothing of a sandbox may outlive it: its pid 1 is in a session of its own, out of reach of the
+  // group kill, and the code inside can clear its parent-death signal (see sandbox-init.ts).
+  const killInit = (): void => {
+    if (init !== undefined) killSandboxInit(init);
+  };
 
   const kill = (): void => {
     if (killed || child === undefined) return;
     killed = true;
-    // The whole host-side group; the sandbox's own processes die with it (--die-with-parent on
-    // bwrap's pid 1, whose death tears down the sandbox's pid namespace).
+    // pid 1 first, while the host-side bwrap is still its parent: its namespace dies with it.
+    killInit();
+    // Then the whole host-side group.
     try {
       if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
     } catch {
@@ -198,6 +213,13 @@ export function spawnSandbox(spec: CompiledSandboxSpec, options: SandboxHostOpti
     let statusText = '';
     child.stdio[STATUS_FD]?.on('data', (chunk: Buffer) => {
       statusText += chunk.toString('utf8');
+      const lineEnd = statusText.indexOf('\n');
+      if (!initReported && lineEnd >= 0) {
+        initReported = true;
+        init = sandboxInitOf(statusText.slice(0, lineEnd));
+        // Reported only after the sandbox was killed or bwrap had exited: its pid 1 may still be up.
+        if (killed || !alive) killInit();
+      }
       // bwrap reports the exit code only when the command itself ran and exited; a failed mount or
       // exec ends the sandbox without one.
       if (statusText.includes('"exit-code"')) commandRan = true;
@@ -206,7 +228,11 @@ export function spawnSandbox(spec: CompiledSandboxSpec, options: SandboxHostOpti
     child.stdout?.on('data', collect(stdout));
     child.stderr?.on('data', collect(stderr));
     child.stdin?.on('error', () => {}); // EPIPE when the command exits without reading its stdin
-    child.once('exit', () => (alive = false));
+    child.once('exit', () => {
+      alive = false;
+      // bwrap ends once its pid 1 has; should it have been killed from outside, its pid 1 has not.
+      killInit();
+    });
     child.once('error', (err) => {
       alive = false;
       wallClock.abort();

@@ -16,12 +16,13 @@ import {
   requireBwrap,
   SandboxCodeError,
   SandboxPoolClosedError,
+  SandboxTimeoutError,
   type SandboxLimits,
   type SandboxResult,
 } from '../isolation/index.ts';
 import { createSandboxPool, decodeJavaScriptResult, encodeSandboxJob, nodeSandboxSpec, type SandboxPool } from '../isolation/internal.ts';
 import type { Tool, ToolContext } from '../tool.ts';
-import { ToolRunnerClosedError, ToolThrewError } from './errors.ts';
+import { BwrapTimeoutError, ToolRunnerClosedError, ToolThrewError } from './errors.ts';
 import { selfSandboxedFactory, type SelfSandboxedRun } from './self-sandboxed.ts';
 import { checkPoolSize, type IsolatedRunStats } from './thread-runner.ts';
 import { TOOL_BOOTSTRAP } from './tool-bootstrap.ts';
@@ -43,11 +44,13 @@ export interface BwrapToolRunner extends AsyncDisposable {
   /**
    * Runs one call of `tool` in a sandbox and resolves with what `run` returned, as JSON data.
    * Rejects with SandboxUnavailableError when this machine lacks the level (never running the tool
-   * any other way); SandboxTimeoutError, SandboxCpuLimitError, SandboxMemoryLimitError,
-   * SandboxOutputLimitError (the result counts toward `outputBytes`), SandboxExitError (the process
-   * exited without a result); ToolThrewError (the tool threw); ToolModuleError (its module is
-   * unknown, cannot be bundled or loaded, or does not export it); SandboxSpecError (invalid
-   * permissions or input that is not JSON); ToolRunnerClosedError; or the signal's reason.
+   * any other way); BwrapTimeoutError (retryable) at the wall clock; SandboxCpuLimitError,
+   * SandboxMemoryLimitError, SandboxOutputLimitError (the result counts toward `outputBytes`),
+   * SandboxExitError (the process exited without a result); ToolThrewError (the tool threw; with
+   * the code and retryability of a TroupeError it threw); ToolModuleError (its module is unknown,
+   * cannot be bundled or loaded, or does not export it); SandboxSpecError (invalid permissions or
+   * input that is not JSON); ToolRunnerClosedError; or the signal's reason. A tool that sandboxes
+   * itself (see `self-sandboxed.ts`) rejects with its own errors instead.
    */
   run(tool: Tool<any, any>, input: unknown, context: ToolContext): Promise<unknown>;
   /** Probes bwrap, bundles `tool`'s module and starts its waiting sandboxes now. Rejects like `run`. */
@@ -75,10 +78,17 @@ function decodeToolResult(tool: Tool<any, any>, module: string, result: SandboxR
   try {
     decoded = decodeJavaScriptResult(result, limits, marker);
   } catch (e: unknown) {
+    // The sandbox's wall clock is the tool's `timeoutMs`: the same timeout as an inline call's.
+    if (e instanceof SandboxTimeoutError) throw new BwrapTimeoutError(tool.name, e.wallClockMs, { cause: e });
     if (!(e instanceof SandboxCodeError)) throw e;
     const unusable = moduleErrorOf(tool.name, module, { name: e.errorName, message: e.errorMessage }, { cause: e });
     if (unusable !== undefined) throw unusable;
-    throw new ToolThrewError(tool.name, 'bwrap', { name: e.errorName, message: e.errorMessage, ...(e.errorStack !== undefined ? { stack: e.errorStack } : {}) }, { cause: e });
+    throw new ToolThrewError(
+      tool.name,
+      'bwrap',
+      { name: e.errorName, message: e.errorMessage, ...(e.errorStack !== undefined ? { stack: e.errorStack } : {}), code: e.errorCode, retryable: e.errorRetryable },
+      { cause: e },
+    );
   }
   // Only what the tool returned is its result; anything it printed is not.
   return decoded.valueFrom === 'return' || decoded.valueFrom === 'return-string' ? decoded.value : undefined;

@@ -14,6 +14,7 @@ export {
 export { createThreadRunner, type IsolatedRunStats, type ThreadRunnerOptions, type ThreadToolRunner } from './thread-runner.ts';
 export { createBwrapToolRunner, toolSandboxLimits, type BwrapToolRunner, type BwrapToolRunnerOptions } from './bwrap-tool-runner.ts';
 export {
+  BwrapTimeoutError,
   ThreadExitError,
   ThreadMemoryLimitError,
   ThreadTimeoutError,
@@ -23,4 +24,5 @@ export {
   ToolRunnerErrorReason,
   ToolThrewError,
   UnknownIsolationError,
+  type ThrownError,
 } from './errors.ts';

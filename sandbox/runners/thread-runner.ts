@@ -19,6 +19,7 @@ import {
   ThreadTimeoutError,
   ToolRunnerClosedError,
   ToolThrewError,
+  type ThrownError,
   type ToolRunnerError,
 } from './errors.ts';
 import { moduleErrorOf, moduleOf, tsxApiUrl } from './tool-module.ts';
@@ -44,8 +45,9 @@ export interface IsolatedRunStats {
 export interface ThreadToolRunner extends AsyncDisposable {
   /**
    * Runs one call of `tool` in its own worker and resolves with what `run` returned (structured-
-   * cloned). Rejects with ThreadTimeoutError, ThreadMemoryLimitError, ThreadExitError (the worker
-   * ended without a result), ToolThrewError (the tool threw), ToolModuleError (its module is unknown,
+   * cloned). Rejects with ThreadTimeoutError (retryable), ThreadMemoryLimitError, ThreadExitError
+   * (the worker ended without a result), ToolThrewError (the tool threw; with the code and
+   * retryability of a TroupeError it threw), ToolModuleError (its module is unknown,
    * does not load, or does not export it), ToolRunnerClosedError, SandboxSpecError (invalid
    * `permissions.limits`), or the signal's reason when `context.signal` aborts.
    */
@@ -86,7 +88,7 @@ interface ThreadSlot {
   kill(): Promise<void>;
 }
 
-function errorOfOutcome(target: ThreadTarget, error: { name: string; message: string; stack?: string }): ToolRunnerError {
+function errorOfOutcome(target: ThreadTarget, error: ThrownError): ToolRunnerError {
   const { name, module } = target.data;
   return moduleErrorOf(name, module, error) ?? new ToolThrewError(name, 'thread', error);
 }
@@ -94,7 +96,9 @@ function errorOfOutcome(target: ThreadTarget, error: { name: string; message: st
 function errorOfWorker(target: ThreadTarget, err: Error): ToolRunnerError {
   if ((err as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY') return new ThreadMemoryLimitError(target.data.name, target.heapMiB, { cause: err });
   // An exception nothing caught inside the worker: the tool's own code threw it asynchronously.
-  return new ToolThrewError(target.data.name, 'thread', { name: err.name, message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}) }, { cause: err });
+  // Node clones it across with its own properties, a TroupeError's code and retryable among them.
+  const { code, retryable } = err as Error & { code?: unknown; retryable?: unknown };
+  return new ToolThrewError(target.data.name, 'thread', { name: err.name, message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}), code, retryable }, { cause: err });
 }
 
 function spawnSlot(target: ThreadTarget, clock: Clock): ThreadSlot {

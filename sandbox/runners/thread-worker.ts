@@ -4,7 +4,8 @@
  * waits for exactly one job message, runs the tool, posts one outcome message, and ends. A load
  * failure is kept and reported when the job arrives, so a waiting worker never fails on its own.
  */
-import { FIND_TOOL_SOURCE, LOAD_FAILED_ERROR, NOT_EXPORTED_ERROR } from './tool-module.ts';
+import type { ThrownError } from './errors.ts';
+import { FIND_TOOL_SOURCE, LOAD_FAILED_ERROR, NOT_EXPORTED_ERROR, THROWN_SOURCE } from './tool-module.ts';
 
 /** What the host hands a worker at start (`workerData`). */
 export interface ThreadWorkerData {
@@ -24,20 +25,13 @@ export interface ThreadJob {
 }
 
 /** The one message a worker posts back. */
-export type ThreadOutcome =
-  | { type: 'ok'; value: unknown }
-  | { type: 'threw'; error: { name: string; message: string; stack?: string } };
+export type ThreadOutcome = { type: 'ok'; value: unknown } | { type: 'threw'; error: ThrownError };
 
 /** CommonJS source of the worker. ES2019, dependency-free. */
 export const THREAD_WORKER_SOURCE = String.raw`'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 ${FIND_TOOL_SOURCE}
-function thrown(e) {
-  if (e instanceof Error) return { name: String(e.name), message: String(e.message), stack: String(e.stack) };
-  let text;
-  try { text = JSON.stringify(e); } catch (_) { text = undefined; }
-  return { name: 'NonError', message: text === undefined ? String(e) : text };
-}
+${THROWN_SOURCE}
 const loading = (async () => {
   let namespace;
   try {

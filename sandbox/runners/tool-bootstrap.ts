@@ -12,7 +12,7 @@
  * The signal handed to the tool never aborts: the host ends a call by killing the sandbox.
  */
 import { BOOTSTRAP_BAD_JOB_EXIT, END_TAG, RESULT_TAG } from '../isolation/internal.ts';
-import { FIND_TOOL_SOURCE, LOAD_FAILED_ERROR, NOT_EXPORTED_ERROR } from './tool-module.ts';
+import { FIND_TOOL_SOURCE, LOAD_FAILED_ERROR, NOT_EXPORTED_ERROR, THROWN_SOURCE } from './tool-module.ts';
 
 /** CommonJS source, passed to `node -e`. Kept ES2019 and dependency-free. */
 export const TOOL_BOOTSTRAP = String.raw`'use strict';
@@ -28,12 +28,7 @@ let settled = false;
 let exitedOnPurpose = false;
 process.exit = function (code) { exitedOnPurpose = true; return exit(code); };
 ${FIND_TOOL_SOURCE}
-function thrown(e) {
-  if (e instanceof Error) return { ok: false, error: { name: String(e.name), message: String(e.message), stack: String(e.stack) } };
-  let text;
-  try { text = JSON.stringify(e); } catch (_) { text = undefined; }
-  return { ok: false, error: { name: 'NonError', message: text === undefined ? String(e) : text } };
-}
+${THROWN_SOURCE}
 const loading = import(moduleUrl).then(
   (namespace) => {
     const tool = findTool(namespace, toolName);
@@ -41,8 +36,8 @@ const loading = import(moduleUrl).then(
     throw { ok: false, error: { name: '${NOT_EXPORTED_ERROR}', message: 'exports no tool named "' + toolName + '" (directly or in an exported agent\'s tools)' } };
   },
   (e) => {
-    const failure = thrown(e);
-    throw { ok: false, error: { name: '${LOAD_FAILED_ERROR}', message: 'cannot be loaded: ' + failure.error.name + ': ' + failure.error.message, stack: failure.error.stack } };
+    const error = thrown(e);
+    throw { ok: false, error: { name: '${LOAD_FAILED_ERROR}', message: 'cannot be loaded: ' + error.name + ': ' + error.message, stack: error.stack } };
   },
 );
 loading.catch(() => {}); // reported when the job arrives
@@ -83,7 +78,7 @@ process.stdin.on('end', () => {
             try { json = JSON.stringify(value); } catch (_) { json = undefined; }
             report(json === undefined ? { ok: true, text: String(value) } : { ok: true, json }, 0);
           },
-          (e) => report(thrown(e), 1),
+          (e) => report({ ok: false, error: thrown(e) }, 1),
         );
     },
     (failure) => report(failure, 1),

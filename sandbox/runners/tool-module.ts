@@ -4,7 +4,7 @@
  * cannot cross into another thread or process, so this is the only way the tool's `run` gets there.
  */
 import type { Tool } from '../tool.ts';
-import { ToolModuleError } from './errors.ts';
+import { ToolModuleError, type ThrownError } from './errors.ts';
 
 /**
  * JavaScript source of `findTool(namespace, name)`, embedded in the worker and sandbox bootstraps
@@ -23,6 +23,27 @@ export const FIND_TOOL_SOURCE = String.raw`function findTool(namespace, name) {
     for (const tool of list) if (isTool(tool)) return tool;
   }
   return undefined;
+}`;
+
+/**
+ * JavaScript source of `thrown(e)`, embedded in the worker and sandbox bootstraps: what they report
+ * of a value the tool threw (see {@link ThrownError}). An Error gives its name, message and stack,
+ * and its own `code` and `retryable` when it has a string code and a boolean flag, as a TroupeError
+ * does (the host decides whether they make one: see `ToolThrewError`); any other value gives its
+ * JSON, or its `String()`, as the message of a `NonError`. ES2019, dependency-free.
+ */
+export const THROWN_SOURCE = String.raw`function thrown(e) {
+  if (e instanceof Error) {
+    const error = { name: String(e.name), message: String(e.message), stack: String(e.stack) };
+    if (typeof e.code === 'string' && typeof e.retryable === 'boolean') {
+      error.code = e.code;
+      error.retryable = e.retryable;
+    }
+    return error;
+  }
+  let text;
+  try { text = JSON.stringify(e); } catch (_) { text = undefined; }
+  return { name: 'NonError', message: text === undefined ? String(e) : text };
 }`;
 
 /**

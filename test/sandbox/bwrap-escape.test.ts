@@ -21,7 +21,19 @@ import {
   SandboxTimeoutError,
   type SandboxResult,
 } from '../../sandbox/isolation/index.ts';
-import { bwrapSkipReason, eventually, hostCommandLines, hostDir, hostProcessesOf, marker, py, sh, smallLimits, writeSecret } from './escape-helpers.ts';
+import {
+  bwrapSkipReason,
+  eventually,
+  hostCommandLines,
+  hostDir,
+  hostProcessesOf,
+  marker,
+  processesInPidNamespace,
+  py,
+  sh,
+  smallLimits,
+  writeSecret,
+} from './escape-helpers.ts';
 
 const skipReason = await bwrapSkipReason();
 const hasPython = existsSync('/usr/bin/python3');
@@ -382,6 +394,55 @@ describe.skipIf(skipReason !== undefined)(
         } finally {
           sleeper.kill('SIGKILL');
         }
+      });
+    });
+
+    describe('the sandbox init', () => {
+      // seccomp refuses ptrace and process_vm_writev, but /proc/1/mem lets the code (same uid as the
+      // sandbox's pid 1, which is dumpable) overwrite pid 1's text: here with code that clears its
+      // parent-death signal (--die-with-parent) and then waits forever. pid 1 also runs in a session
+      // of its own (--new-session), so killing the host-side bwrap's group alone leaves it running.
+      const takeOverInit = `const fs = require('fs');
+        const sc = fs.readFileSync('/proc/1/syscall', 'utf8').trim().split(' ');
+        // prctl(PR_SET_PDEATHSIG, 0); for (;;) pause();
+        const text = Buffer.from('b89d000000bf0100000031f60f05b8220000000f05ebf7', 'hex');
+        fs.writeSync(fs.openSync('/proc/1/mem', 'r+'), text, 0, text.length, Number(sc[sc.length - 1]));
+        // An orphan reparented to pid 1 exits, which wakes pid 1 out of wait4 into the new text.
+        require('child_process').spawnSync('sh', ['-c', 'sleep 0.05 &']);
+        await new Promise((res) => setTimeout(res, 300));
+        const taken = { before: Number(sc[0]), after: Number(fs.readFileSync('/proc/1/syscall', 'utf8').split(' ')[0]), pidns: fs.readlinkSync('/proc/self/ns/pid') };`;
+      const TAKEN = { before: 61, after: 34, pidns: expect.stringMatching(/^pid:\[\d+\]$/) }; // from wait4 to pause
+
+      /** Every process left in the sandbox's pid namespace a moment after its run ended (then killed, so that none leaks). */
+      async function leftIn(pidns: string): Promise<number[]> {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        const left = processesInPidNamespace(pidns);
+        for (const pid of left) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone meanwhile
+          }
+        }
+        return left;
+      }
+
+      it.skipIf(process.arch !== 'x64')('a taken-over pid 1 dies with a run that completes, and every process of its namespace with it', async () => {
+        const r = await runJavaScript({ code: `${takeOverInit} require('child_process').spawn('sleep', ['30'], { detached: true, stdio: 'ignore' }).unref(); return taken;` }, { limits: smallLimits });
+        const taken = r.value as { pidns: string };
+        expect(taken).toEqual(TAKEN);
+        expect(await leftIn(taken.pidns)).toEqual([]);
+      });
+
+      it.skipIf(process.arch !== 'x64')('a taken-over pid 1 dies with a run killed at its wall clock', async () => {
+        const failure: unknown = await runJavaScript(
+          { code: `${takeOverInit} console.log(JSON.stringify(taken)); for (;;) {}` },
+          { limits: { ...smallLimits, wallClockMs: 1_500 } },
+        ).catch((e: unknown) => e);
+        expect(failure).toBeInstanceOf(SandboxTimeoutError);
+        const taken = JSON.parse((failure as SandboxTimeoutError).result!.stdout) as { pidns: string };
+        expect(taken).toEqual(TAKEN);
+        expect(await leftIn(taken.pidns)).toEqual([]);
       });
     });
 

@@ -2,7 +2,7 @@
  * Host-side observation helpers for the bwrap escape suite: what the host can see, independently of
  * what the sandbox reports about itself.
  */
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -74,6 +74,25 @@ export function hostProcessesOf(uid: number): number[] {
       const status = readFileSync(`/proc/${name}/status`, 'utf8');
       if (/^State:\s+Z/m.test(status)) continue;
       if (new RegExp(`^Uid:\\s+${uid}\\s`, 'm').test(status)) pids.push(Number(name));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+/**
+ * Host pids of the live (not zombie) processes in the pid namespace `namespace` (`pid:[<inode>]`, as
+ * `readlink /proc/self/ns/pid` names it inside a sandbox: namespace inodes are the same everywhere).
+ */
+export function processesInPidNamespace(namespace: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readlinkSync(`/proc/${name}/ns/pid`) !== namespace) continue;
+      // A zombie holds nothing but its pid until its parent (by then the host's init) reaps it.
+      if (!/^State:\s+Z/m.test(readFileSync(`/proc/${name}/status`, 'utf8'))) pids.push(Number(name));
     } catch {
       // exited meanwhile
     }

@@ -21,6 +21,7 @@ import {
   SandboxUnavailableError,
 } from '../../sandbox/isolation/index.ts';
 import {
+  BwrapTimeoutError,
   compileToolRunnerOptions,
   createToolRunner,
   ThreadExitError,
@@ -334,11 +335,11 @@ describe.skipIf(skipReason !== undefined)('bwrap level (real bubblewrap)', { tim
   });
 
   it('limits end runaway tools with typed errors: wall clock, memory (heap and buffers), output', async () => {
-    await expect(runner.run(fixtures.bwrapSpin, {}, context())).rejects.toMatchObject({ name: 'SandboxTimeoutError', wallClockMs: 1_000 });
+    await expect(runner.run(fixtures.bwrapSpin, {}, context())).rejects.toMatchObject({ name: 'BwrapTimeoutError', wallClockMs: 1_000, cause: expect.any(SandboxTimeoutError) });
     await expect(runner.run(fixtures.bwrapMemoryBomb, { kind: 'heap' }, context())).rejects.toBeInstanceOf(SandboxMemoryLimitError);
     await expect(runner.run(fixtures.bwrapMemoryBomb, { kind: 'buffers' }, context())).rejects.toBeInstanceOf(SandboxMemoryLimitError);
     await expect(runner.run(fixtures.bwrapFlood, {}, context())).rejects.toBeInstanceOf(SandboxOutputLimitError);
-    await expect(runner.run(fixtures.bwrapSpin, {}, context())).rejects.toBeInstanceOf(SandboxTimeoutError);
+    await expect(runner.run(fixtures.bwrapSpin, {}, context())).rejects.toBeInstanceOf(BwrapTimeoutError);
   });
 
   it('abort kills the sandbox and rejects with the reason', async () => {
