@@ -106,6 +106,12 @@ interface AgentCommon<I> {
   /** When a tool call needs a human before it runs. */
   approvals?: ApprovalPolicy;
   /**
+   * Events this agent's tasks accept on their inbox (`troupe.task.<taskId>.inbox`), by `type`,
+   * with a schema for their `data`. A wait refuses (and reports) events of other types or with
+   * bad data. @default any event
+   */
+  inbox?: Record<string, z.ZodType>;
+  /**
    * Agents this one may delegate to. A loop agent gets a `delegate` tool: the model starts child
    * tasks on these agents (several at once, joined all / first / N) and gets their results; the
    * task waits parked meanwhile. Workflows invoke the `delegate` actor instead. @default []
@@ -149,6 +155,7 @@ export interface Agent<I = unknown> {
   readonly limits: AgentLimits;
   readonly models: Readonly<Record<string, { model: string; maxTokens: number }>>;
   readonly approvals: ApprovalPolicy;
+  readonly inbox: Readonly<Record<string, z.ZodType>> | undefined;
   readonly contextTokens: number;
   readonly machine: AnyStateMachine;
   readonly machineInput: (start: TaskStart<I>) => unknown;
@@ -177,6 +184,7 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     limits: { ...definition.limits },
     models: { ...definition.models },
     approvals: { ...definition.approvals },
+    inbox: definition.inbox ? { ...definition.inbox } : undefined,
     contextTokens: definition.contextTokens ?? 100_000,
   };
   if ('machine' in definition) {

@@ -1,4 +1,5 @@
-import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { consumeDurable, type DurableConsumption } from '../runtime/durable-consumer.ts';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
@@ -36,8 +37,7 @@ const decoder = new TextDecoder();
  * started is created cancelled, so it never starts. Every cancelled task cancels its children.
  */
 export class CancelDesk {
-  private messages: ConsumerMessages | undefined;
-  private loop: Promise<void> | undefined;
+  private consumption: DurableConsumption | undefined;
   private direct: Subscription | undefined;
 
   constructor(private readonly o: CancelDeskOptions) {}
@@ -47,31 +47,12 @@ export class CancelDesk {
     void (async () => {
       for await (const m of this.direct!) this.answerDirect(m);
     })();
-    const consumer = await this.o.js.consumers.get(this.o.subjects.streams.control, this.o.subjects.controlConsumer);
-    this.messages = await consumer.consume({ max_messages: 64 });
-    this.loop = (async () => {
-      const handling = new Set<Promise<void>>();
-      for await (const m of this.messages!) {
-        // Concurrently: cancelling a running task waits for its effect in flight, and its
-        // siblings must not wait behind it.
-        const p = this.handle(m).then(
-          () => m.ack(),
-          (err: unknown) => {
-            this.o.logger.warn({ err, subject: m.subject }, 'cancellation not handled; it will be redelivered');
-            m.nak(1000);
-          },
-        );
-        handling.add(p);
-        void p.finally(() => handling.delete(p));
-      }
-      await Promise.allSettled([...handling]);
-    })();
+    this.consumption = await consumeDurable(this.o.js, this.o.subjects.streams.control, this.o.subjects.controlConsumer, (m) => this.handle(m), this.o.logger, 'cancellation');
   }
 
   async close(): Promise<void> {
     this.direct?.unsubscribe();
-    this.messages?.stop();
-    await this.loop;
+    await this.consumption?.stop();
   }
 
   private answerDirect(m: Msg): void {

@@ -25,7 +25,7 @@ export interface DecisionDeskOptions {
   sweepMs: number;
   /** The agents this host runs, to re-validate edited tool arguments. */
   agents: ReadonlyMap<string, Agent<any>>;
-  /** The task tree: the sweep also wakes parents whose delegation joined without a wake-up. */
+  /** Parked tasks' waits: the sweep also wakes tasks whose join, inbox event or timer is due. */
   tree: TaskTree;
   hostId: string;
   clock: Clock;
@@ -184,7 +184,7 @@ export class DecisionDesk {
     for (const key of await this.o.store.keys()) {
       const stored = await this.o.store.get(key).catch(() => undefined);
       if (stored?.value.status === 'parked' && stored.value.waiting) {
-        await this.o.tree.wakeIfJoined(key).catch((err: unknown) => this.o.logger.warn({ err, taskId: key }, 'could not check a delegation join'));
+        await this.o.tree.wakeIfDue(key).catch((err: unknown) => this.o.logger.warn({ err, taskId: key }, 'could not check what a parked task waits for'));
         continue;
       }
       const pending = stored?.value.status === 'parked' ? stored.value.pending : undefined;

@@ -10,7 +10,7 @@ import { RecordedEffectError, UnknownOutcomeError } from './errors.ts';
 export interface EffectSpec<T> {
   /** Idempotency key `<taskId>/<step>/<callIndex>`. */
   key: string;
-  kind: 'model' | 'tool';
+  kind: 'model' | 'tool' | 'wait';
   /** Model or tool name, for the ledger and errors. */
   name: string;
   /**

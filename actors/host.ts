@@ -17,6 +17,8 @@ import { Breakers } from './breakers.ts';
 import { CancelDesk } from './cancel-desk.ts';
 import { DecisionDesk } from './decision-desk.ts';
 import { TaskTree } from './task-tree.ts';
+import { Inbox } from './inbox.ts';
+import { InboxDesk } from './inbox-desk.ts';
 import type { ToolExecution } from './tool-effect.ts';
 import { compileOutputPolicy } from '../sandbox/output.ts';
 import { createToolRunner, type ToolRunner } from '../sandbox/runners/index.ts';
@@ -66,6 +68,7 @@ export class Host implements AsyncDisposable {
   private inlineRunner: ToolRunner | undefined;
   private tree!: TaskTree;
   private cancels: CancelDesk | undefined;
+  private inboxes: InboxDesk | undefined;
   private closing: Promise<void> | undefined;
   /** Resolves when this host can receive no more task messages (its last pull expired). */
   private intakeStopped: Promise<void> | undefined;
@@ -89,10 +92,11 @@ export class Host implements AsyncDisposable {
     this.events = new TaskEvents(nc, this.topology.js, this.subjects, this.clock, this.log);
     this.breakers = new Breakers(this.topology.breakers, this.subjects.buckets.breakers, { ...config.breakers, owner: this.hostId, clock: this.clock, logger: this.log });
     await this.breakers.start();
-    this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log });
+    const inbox = new Inbox(this.topology.jsm, this.subjects);
+    this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log, inbox });
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,
@@ -117,6 +121,8 @@ export class Host implements AsyncDisposable {
     await this.decisions.start();
     this.cancels = new CancelDesk({ nc: this.o.nc, js: this.topology.js, subjects: this.subjects, store: this.store, events: this.events, tree: this.tree, hostId: this.hostId, runnerOf: (id) => this.runners.get(id), clock: this.clock, logger: this.log });
     await this.cancels.start();
+    this.inboxes = new InboxDesk({ js: this.topology.js, subjects: this.subjects, tree: this.tree, logger: this.log });
+    await this.inboxes.start();
     this.log.info({ agents: [...this.agents.keys()] }, 'host started');
   }
 
@@ -146,6 +152,7 @@ export class Host implements AsyncDisposable {
     this.closing ??= (async () => {
       await this.decisions?.close();
       await this.cancels?.close();
+      await this.inboxes?.close();
       const intake = this.queue?.stopIntake();
       this.intakeStopped = intake;
       // Drain what runs now while the last pull expires, then whatever arrived meanwhile.

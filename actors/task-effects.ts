@@ -1,5 +1,6 @@
-import type { DelegateInput, DelegateOutput, ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import type { DelegateInput, DelegateOutput, WaitInput, WaitOutput, ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import { runDelegation } from './delegation.ts';
+import { runWait } from './inbox.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent } from './agent.ts';
 import { LimitReachedSignal } from './errors.ts';
@@ -29,6 +30,8 @@ export interface TaskEffectsOptions {
   principal: () => string | undefined;
   /** Records child tasks in the task's envelope. */
   adopt: (children: Record<string, { agent: string; key: string }>) => void;
+  /** Fixes (once) and returns the deadline of the wait with this key. */
+  timer: (key: string, at: number) => number;
   tainted: () => boolean;
   taint: () => void;
 }
@@ -94,6 +97,12 @@ export class TaskEffects {
   delegate(input: DelegateInput): Promise<DelegateOutput> {
     const { deps, taskId } = this.o;
     return runDelegation(input, { ...deps.delegation, taskId, supervisor: this.o.supervisor, actOnVerdict: this.o.actOnVerdict, adopt: this.o.adopt });
+  }
+
+  /** The next event on the task's inbox, or a timeout (parks the task until one of them). */
+  wait(input: WaitInput): Promise<WaitOutput> {
+    const { deps, taskId, agent } = this.o;
+    return runWait(input, { taskId, inbox: deps.inbox, gateway: deps.gateway, events: deps.events, schemas: agent.inbox, timer: this.o.timer, now: () => deps.clock.now() });
   }
 
   async tools(input: ToolsEffectInput, signal: AbortSignal): Promise<ToolResultBlock[]> {

@@ -3,11 +3,12 @@ import type { TroupeConfig } from '../config/schema.ts';
 import type { ToolExecution } from './tool-effect.ts';
 import type { TaskTree } from './task-tree.ts';
 import type { DelegationDeps } from './delegation.ts';
+import type { Inbox } from './inbox.ts';
 import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine, type Snapshot } from 'xstate';
 import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
 import { agentLoopMachine } from '../machines/agent-loop.machine.ts';
-import type { DelegateInput, DelegateOutput, ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
+import type { DelegateInput, DelegateOutput, WaitInput, WaitOutput, ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import type { Breach } from '../machines/supervisor.machine.ts';
 import { argsHash, type ApprovalRequest } from '../runtime/approvals.ts';
 import type { MachineOutcome } from '../machines/outcome.ts';
@@ -48,6 +49,8 @@ export interface TaskRunnerDeps {
   tree: TaskTree;
   /** Starts child tasks and joins them. */
   delegation: Omit<DelegationDeps, 'taskId' | 'supervisor' | 'actOnVerdict' | 'adopt'>;
+  /** Reads tasks' inboxes. */
+  inbox: Inbox;
 }
 
 /** The task message this runner holds: holding it is owning the task. */
@@ -98,6 +101,8 @@ export class TaskRunner {
   private waiting: SnapshotEnvelope['waiting'];
   /** Tasks this one delegated to (persisted with every write). */
   private children: SnapshotEnvelope['children'];
+  /** Deadlines of the task's waits, by effect key (persisted with every write). */
+  private timers: SnapshotEnvelope['timers'];
   /** Untrusted content is in the conversation (persisted with every write). */
   private tainted = false;
   private forceWrite = false;
@@ -123,6 +128,7 @@ export class TaskRunner {
   ) {
     this.taskId = base.taskId;
     this.children = base.children;
+    this.timers = base.timers;
     this.usage = base.usage ?? { costUsd: 0, inputTokens: 0, outputTokens: 0, modelCalls: 0, toolCalls: 0 };
     this.log = deps.logger.child({ taskId: this.taskId, agent: agent.name, actor: 'task' });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
@@ -139,6 +145,11 @@ export class TaskRunner {
       principal: () => this.base.principal,
       adopt: (children) => {
         this.children = { ...this.children, ...children };
+      },
+      timer: (key, at) => {
+        // A deadline is fixed the first time its wait runs: a restart does not move it.
+        this.timers = { ...this.timers, [key]: this.timers?.[key] ?? at };
+        return this.timers[key]!;
       },
       tainted: () => this.tainted,
       taint: () => {
@@ -305,6 +316,7 @@ export class TaskRunner {
       model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, () => this.effects.model(input, signal))),
       tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, () => this.effects.tools(input, signal))),
       delegate: fromPromise<DelegateOutput, DelegateInput>(({ input, signal }) => this.effect(signal, () => this.effects.delegate(input))),
+      wait: fromPromise<WaitOutput, WaitInput>(({ input, signal }) => this.effect(signal, () => this.effects.wait(input))),
     };
     return this.agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
   }
@@ -384,13 +396,18 @@ export class TaskRunner {
         await this.deps.events.requestApproval(this.pending);
         this.deps.events.emit(this.taskId, { type: 'escalated', requestId: this.pending.requestId, reason: this.pending.reason }, `${this.pending.requestId}:escalated`);
         this.log.info({ requestId: this.pending.requestId, kind: this.pending.kind }, 'task parked for an approver');
+      } else if (this.waiting!.reason === 'children') {
+        const { children, join, key } = this.waiting!;
+        this.deps.events.emit(this.taskId, { type: 'waiting', children, join }, `${key}:waiting`);
+        this.log.info({ children, join }, 'task parked until its children join');
       } else {
-        this.deps.events.emit(this.taskId, { type: 'waiting', children: this.waiting!.children, join: this.waiting!.join }, `${this.waiting!.key}:waiting`);
-        this.log.info({ children: this.waiting!.children, join: this.waiting!.join }, 'task parked until its children join');
+        const { after, wakeAt, key } = this.waiting!;
+        this.deps.events.emit(this.taskId, { type: 'waiting', inbox: { after, until: wakeAt } }, `${key}:waiting:${after}`);
+        this.log.info({ after, wakeAt }, 'task parked until an inbox event or its timer');
       }
       this.end('parked');
-      // Children may all have ended before the park was written: then nobody else wakes it.
-      if (this.waiting) await this.deps.tree.wakeIfJoined(this.taskId);
+      // What it waits for may have happened before the park was written: then nobody else wakes it.
+      if (this.waiting) await this.deps.tree.wakeIfDue(this.taskId);
     } catch (err) {
       this.log.warn({ err }, 'task could not be parked; leaving it to be resumed');
       this.end('abandoned');
@@ -563,6 +580,7 @@ export class TaskRunner {
       ...(this.pending ? { pending: this.pending } : {}),
       ...(this.waiting && !outcome ? { waiting: this.waiting } : {}),
       ...(this.children ? { children: this.children } : {}),
+      ...(this.timers ? { timers: this.timers } : {}),
     };
   }
 

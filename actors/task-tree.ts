@@ -5,6 +5,7 @@ import type { JsonKv } from '../runtime/json-kv.ts';
 import type { Subjects } from '../runtime/subjects.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
 import { cancelTask, childResult, joinReady } from './delegation.ts';
+import type { Inbox } from './inbox.ts';
 import { wakeParked } from './wake.ts';
 
 /** Options of a {@link TaskTree}. */
@@ -15,19 +16,21 @@ export interface TaskTreeOptions {
   hostId: string;
   clock: Clock;
   logger: Logger;
+  inbox: Inbox;
 }
 
 /**
- * Parents and children across hosts. The truth is in the envelopes — a child's outcome is in its
- * own, a parent's wait in its own — so these are wake-ups, safe to repeat and to miss (every
- * host's sweep finds a parent whose join is ready and wakes it).
+ * Parked tasks and what wakes them, across hosts: children ending, inbox events, timers. The
+ * truth is in the envelopes and the inbox stream — a child's outcome is in its own envelope, a
+ * parent's wait in its own — so these are wake-ups, safe to repeat and to miss (every host's
+ * sweep finds a task whose wait is over and wakes it).
  */
 export class TaskTree {
   constructor(private readonly o: TaskTreeOptions) {}
 
   /** A task ended: wake its parent if this completes the parent's join; cancel its unfinished children if it failed. */
   async ended(env: SnapshotEnvelope): Promise<void> {
-    if (env.parent) await this.wakeIfJoined(env.parent.taskId);
+    if (env.parent) await this.wakeIfDue(env.parent.taskId);
     if (env.outcome?.status === 'failed' && env.children) {
       const reason = `its parent ${env.taskId} ended: ${env.outcome.error.code}`;
       for (const [taskId, child] of Object.entries(env.children)) {
@@ -38,16 +41,28 @@ export class TaskTree {
     }
   }
 
-  /** Wakes a task parked on a delegation whose join is now ready. True if this call woke it. */
-  async wakeIfJoined(taskId: string): Promise<boolean> {
+  /**
+   * Wakes a parked task if what it waits for happened: its delegation's join is ready, or an
+   * event arrived on its inbox, or its wait's timer is due. True if this call woke it.
+   */
+  async wakeIfDue(taskId: string): Promise<boolean> {
     const stored = await this.o.store.get(taskId);
     const waiting = stored?.value.status === 'parked' ? stored.value.waiting : undefined;
-    if (!stored || waiting?.reason !== 'children') return false;
-    const results = await Promise.all(waiting.children.map(async (id) => childResult(id, (await this.o.store.get(id))?.value)));
-    if (!joinReady(waiting.join, results)) return false;
+    if (!stored || !waiting) return false;
+    let cause: string;
+    if (waiting.reason === 'children') {
+      const results = await Promise.all(waiting.children.map(async (id) => childResult(id, (await this.o.store.get(id))?.value)));
+      if (!joinReady(waiting.join, results)) return false;
+      cause = `join:${waiting.key}`;
+    } else {
+      const due = waiting.wakeAt !== null && this.o.clock.now() >= waiting.wakeAt;
+      const next = due ? undefined : await this.o.inbox.next(taskId, waiting.after);
+      if (!due && !next) return false;
+      cause = `${due ? 'timer' : `inbox${next!.seq}`}:${waiting.key}`;
+    }
     const { js, subjects, store, hostId, clock } = this.o;
-    const woke = await wakeParked({ js, subjects, store, hostId, now: () => clock.now() }, stored, `join:${waiting.key}`);
-    if (woke) this.o.logger.info({ taskId, key: waiting.key }, 'delegation joined; parent woken');
+    const woke = await wakeParked({ js, subjects, store, hostId, now: () => clock.now() }, stored, cause);
+    if (woke) this.o.logger.info({ taskId, cause }, 'parked task woken');
     return woke;
   }
 }

@@ -10,6 +10,7 @@ import { demoCommand } from './commands/demo.ts';
 import { hostCommand, upCommand } from './commands/up.ts';
 import { simulatorCommand } from './commands/simulator.ts';
 import { statusCommand, tasksCommand } from './commands/status.ts';
+import { sendCommand } from './commands/send.ts';
 import { submitCommand } from './commands/submit.ts';
 import { workerCommand } from './commands/worker.ts';
 
@@ -28,6 +29,7 @@ const commands: Record<string, Command> = {
   submit: submitCommand,
   status: statusCommand,
   cancel: cancelCommand,
+  send: sendCommand,
   tasks: tasksCommand,
   agents: agentsCommand,
   breakers: breakersCommand,

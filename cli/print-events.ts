@@ -16,7 +16,11 @@ export function formatEvent(e: TaskEvent): string | undefined {
     case 'tool':
       return `tool ${e.tool} ${e.status}${e.error ? `: ${e.error.code}: ${e.error.message}` : ''} (${e.latencyMs} ms)${e.replayed ? ' (replayed from ledger)' : ''}`;
     case 'waiting':
-      return `parked until child tasks join (${e.join}): ${e.children.join(', ')}`;
+      return e.children
+        ? `parked until child tasks join (${e.join}): ${e.children.join(', ')}`
+        : `parked until an inbox event arrives${e.inbox?.until ? ` or ${new Date(e.inbox.until).toISOString()}` : ''}`;
+    case 'inbox':
+      return `inbox event #${e.seq} (${e.eventType}) ${e.accepted ? 'received' : `refused: ${e.error?.code}: ${e.error?.message}`}`;
     case 'done':
       return `done`;
     case 'failed':

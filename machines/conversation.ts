@@ -102,3 +102,18 @@ export interface DelegateOutput {
   join: Join;
   results: ChildResult[];
 }
+
+/** Input of a wait effect: the next event on the task's inbox, or a timeout. */
+export interface WaitInput {
+  /** Idempotency key of the wait; its deadline and its answer are kept under it. */
+  key: string;
+  /** Return the first event after this inbox sequence (the previous wait's `seq`). @default 0 */
+  after?: number;
+  /** Only these event types; others are skipped. @default any */
+  types?: string[];
+  /** Give up after this long, counted from the first time this wait ran (not from a restart). @default never */
+  timeoutMs?: number;
+}
+
+/** What a wait returns: an event (with its inbox sequence, the next wait's `after`), or a timeout. */
+export type WaitOutput = { kind: 'event'; seq: number; type: string; data: unknown } | { kind: 'timeout'; after: number };

@@ -17,8 +17,10 @@ export interface Subjects {
   events(taskId: string): string;
   /** `troupe.task.*.events` */
   readonly allEvents: string;
-  /** `troupe.task.<taskId>.inbox`: events for a task from outside. */
+  /** `troupe.task.<taskId>.inbox`: events for a task from outside (stream TROUPE_INBOX). */
   inbox(taskId: string): string;
+  /** `troupe.task.*.inbox` */
+  readonly allInbox: string;
   /** `troupe.approvals.<agent>.<taskId>`: requests for a human decision (stream TROUPE_APPROVALS). */
   approval(agent: string, taskId: string): string;
   /** `troupe.approvals.>` */
@@ -46,6 +48,7 @@ export interface Subjects {
     readonly approvals: string;
     readonly decisions: string;
     readonly control: string;
+    readonly inbox: string;
   };
   readonly buckets: {
     readonly snapshots: string;
@@ -60,6 +63,8 @@ export interface Subjects {
   readonly decisionsConsumer: string;
   /** Durable consumer shared by all hosts on the control stream. */
   readonly controlConsumer: string;
+  /** Durable consumer shared by all hosts on the inbox stream (wake-ups). */
+  readonly inboxConsumer: string;
 }
 
 /** Builds the naming scheme for one prefix. */
@@ -75,6 +80,7 @@ export function subjects(prefix = 'troupe'): Subjects {
     events: (taskId: string) => `${prefix}.task.${taskId}.events`,
     allEvents: `${prefix}.task.*.events`,
     inbox: (taskId: string) => `${prefix}.task.${taskId}.inbox`,
+    allInbox: `${prefix}.task.*.inbox`,
     approval: (agent: string, taskId: string) => `${prefix}.approvals.${agent}.${taskId}`,
     allApprovals: `${prefix}.approvals.>`,
     decision: (taskId: string) => `${prefix}.decisions.${taskId}`,
@@ -96,6 +102,7 @@ export function subjects(prefix = 'troupe'): Subjects {
       approvals: `${upper}_APPROVALS`,
       decisions: `${upper}_DECISIONS`,
       control: `${upper}_CONTROL`,
+      inbox: `${upper}_INBOX`,
     }),
     buckets: Object.freeze({
       snapshots: `${prefix.replace(/-/g, '_')}_snapshots`,
@@ -106,6 +113,7 @@ export function subjects(prefix = 'troupe'): Subjects {
     workersQueue: `${prefix}-workers`,
     decisionsConsumer: `${prefix}-hosts-decisions`,
     controlConsumer: `${prefix}-hosts-control`,
+    inboxConsumer: `${prefix}-hosts-inbox`,
   });
 }
 

@@ -77,9 +77,13 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
   ] as const) {
     await upsertStream(jsm, { name, subjects: [subject], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: o.replicas, max_age: ms(o.eventsMaxAgeMs), duplicate_window: ms(o.duplicateWindowMs), discard: DiscardPolicy.Old });
   }
+  // A task's inbox is read by sequence with direct gets ("the first event after N"), so a wait
+  // replays the same way on any host.
+  await upsertStream(jsm, { name: s.streams.inbox, subjects: [s.allInbox], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: o.replicas, max_age: ms(o.eventsMaxAgeMs), duplicate_window: ms(o.duplicateWindowMs), discard: DiscardPolicy.Old, allow_direct: true });
   for (const [stream, durable] of [
     [s.streams.decisions, s.decisionsConsumer],
     [s.streams.control, s.controlConsumer],
+    [s.streams.inbox, s.inboxConsumer],
   ] as const) {
     try {
       await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: ms(30_000), max_deliver: 5 });

@@ -112,7 +112,8 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     limits: z.object({ usd: z.number().nullable(), tokens: z.number().nullable(), steps: z.number(), wallClock: z.number(), noProgress: z.number() }),
   }),
   z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
-  z.object({ type: z.literal('waiting'), ...eventBase, children: z.array(z.string()), join: z.union([z.literal('all'), z.literal('first'), z.number()]) }),
+  z.object({ type: z.literal('waiting'), ...eventBase, children: z.array(z.string()).optional(), join: z.union([z.literal('all'), z.literal('first'), z.number()]).optional(), inbox: z.object({ after: z.number(), until: z.number().nullable() }).optional() }),
+  z.object({ type: z.literal('inbox'), ...eventBase, seq: z.number(), eventType: z.string(), accepted: z.boolean(), error: wireErrorSchema.optional() }),
   z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string(), tier: z.number().optional() }),
   z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string(), /** Approvals still needed for a quorum; absent once the decision took effect. */ awaiting: z.number().optional() }),
   z.object({ type: z.literal('decision_refused'), ...eventBase, decisionId: z.string().optional(), requestId: z.string().optional(), error: wireErrorSchema }),
@@ -185,8 +186,15 @@ export const snapshotEnvelopeV1Schema = z.object({
   parent: z.object({ taskId: z.string(), key: z.string() }).optional(),
   /** Tasks this one delegated to, by taskId. */
   children: z.record(z.string(), z.object({ agent: z.string(), key: z.string() })).optional(),
-  /** What a parked task waits for besides an approver: child tasks of a delegation. */
-  waiting: z.object({ reason: z.literal('children'), key: z.string(), children: z.array(z.string()), join: z.union([z.literal('all'), z.literal('first'), z.number()]), since: z.number() }).optional(),
+  /** What a parked task waits for besides an approver: child tasks of a delegation, or an inbox event (or its timer). */
+  waiting: z
+    .discriminatedUnion('reason', [
+      z.object({ reason: z.literal('children'), key: z.string(), children: z.array(z.string()), join: z.union([z.literal('all'), z.literal('first'), z.number()]), since: z.number() }),
+      z.object({ reason: z.literal('inbox'), key: z.string(), after: z.number(), wakeAt: z.number().nullable(), since: z.number() }),
+    ])
+    .optional(),
+  /** Deadlines of the task's waits, by effect key (epoch ms): fixed when first set, so restarts keep them. */
+  timers: z.record(z.string(), z.number()).optional(),
   /** A cancellation that could not reach the host running the task: whoever resumes it cancels it. */
   cancel: z.object({ reason: z.string(), at: z.number() }).optional(),
   /** Untrusted content (output of a tool marked `untrusted`) has entered the conversation. */
@@ -214,7 +222,7 @@ export const ledgerRecordSchema = z.discriminatedUnion('state', [
   z.object({
     v: z.literal(1),
     state: z.literal('started'),
-    kind: z.enum(['model', 'tool']),
+    kind: z.enum(['model', 'tool', 'wait']),
     name: z.string(),
     owner: z.string(),
     leaseUntil: z.number(),
@@ -224,7 +232,7 @@ export const ledgerRecordSchema = z.discriminatedUnion('state', [
   z.object({
     v: z.literal(1),
     state: z.literal('succeeded'),
-    kind: z.enum(['model', 'tool']),
+    kind: z.enum(['model', 'tool', 'wait']),
     name: z.string(),
     result: z.unknown(),
     attempt: z.number(),
@@ -233,7 +241,7 @@ export const ledgerRecordSchema = z.discriminatedUnion('state', [
   z.object({
     v: z.literal(1),
     state: z.literal('failed'),
-    kind: z.enum(['model', 'tool']),
+    kind: z.enum(['model', 'tool', 'wait']),
     name: z.string(),
     error: wireErrorSchema,
     retryable: z.boolean(),
@@ -281,3 +289,16 @@ export const cancelMessageSchema = z.object({
   at: z.number(),
 });
 export type CancelMessage = z.infer<typeof cancelMessageSchema>;
+
+/**
+ * An event for a task from the outside world, on `troupe.task.<taskId>.inbox` (stream
+ * TROUPE_INBOX). Any NATS client may publish one; set `Nats-Msg-Id` to have a repeat dropped.
+ */
+export const inboxMessageSchema = z
+  .object({
+    /** What happened (`reply`, `payment_received`, ...); a wait may ask for some types only. */
+    type: z.string().min(1).max(64),
+    data: z.unknown().optional(),
+  })
+  .strict();
+export type InboxMessage = z.infer<typeof inboxMessageSchema>;

@@ -46,7 +46,8 @@ export function describeTask(e: SnapshotEnvelope, now = Date.now()): string {
   }
   if (e.parent) lines.push(`parent    ${e.parent.taskId} (delegated by call ${e.parent.key})`);
   if (e.children) lines.push(`children  ${Object.entries(e.children).map(([id, c]) => `${id} (${c.agent})`).join(', ')}`);
-  if (e.status === 'parked' && e.waiting) lines.push(`waiting   for child tasks (${e.waiting.join}): ${e.waiting.children.join(', ')}`);
+  if (e.status === 'parked' && e.waiting?.reason === 'children') lines.push(`waiting   for child tasks (${e.waiting.join}): ${e.waiting.children.join(', ')}`);
+  if (e.status === 'parked' && e.waiting?.reason === 'inbox') lines.push(`waiting   for an event on its inbox (troupe send ${e.taskId} '{"type":...}')${e.waiting.wakeAt ? `, or until ${iso(e.waiting.wakeAt)}` : ''}`);
   if (e.status === 'parked' && e.pending) lines.push(`waiting   for an approver: ${e.pending.requestId}: ${e.pending.reason} (troupe approve ${e.pending.requestId} --approve)`);
   if (e.usage) lines.push(`usage     ${e.usage.modelCalls} model calls, ${e.usage.toolCalls} tool calls, ${e.usage.inputTokens} input + ${e.usage.outputTokens} output tokens, $${e.usage.costUsd.toFixed(6)}`);
   if (e.outcome?.status === 'done') lines.push(`output    ${typeof e.outcome.output === 'string' ? e.outcome.output : JSON.stringify(e.outcome.output)}`);

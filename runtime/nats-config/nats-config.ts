@@ -74,7 +74,7 @@ function streamReader(stream: string): string[] {
  * - hosts (and workers): the whole troupe namespace, the JetStream API, acks and flow control
  *   (`$JS.>`), KV buckets (`$KV.>`) and reply inboxes. They create streams and buckets.
  * - submitters: publish tasks (`<prefix>.tasks.*`, which excludes `<prefix>.tasks.rejected.>`)
- *   and cancellations (`<prefix>.control.cancel.*`),
+ *   cancellations (`<prefix>.control.cancel.*`) and inbox events (`<prefix>.task.*.inbox`),
  *   read task events (TROUPE_EVENTS), and receive replies (PubAcks and verdicts) on `_INBOX.>`.
  * - approvers: publish decisions (`<prefix>.decisions.*`), read the snapshot bucket (to list what
  *   is parked) and task events (to see a host's verdict on a decision), receive on `_INBOX.>`.
@@ -90,7 +90,7 @@ export function rolePermissions(s: Subjects = makeSubjects()): Record<NatsRole, 
       subscribe: [`${s.prefix}.>`, '$JS.>', '$KV.>', '_INBOX.>'],
     },
     submitters: {
-      publish: [s.allTasks, s.cancel('*'), '$JS.API.INFO', ...streamReader(s.streams.events)],
+      publish: [s.allTasks, s.cancel('*'), s.allInbox, '$JS.API.INFO', ...streamReader(s.streams.events)],
       subscribe: ['_INBOX.>'],
     },
     approvers: {
