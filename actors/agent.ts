@@ -118,6 +118,13 @@ interface AgentCommon<I> {
    */
   delegates?: string[];
   /**
+   * Agents this one may hand its task over to (triage -> a specialist). A loop agent gets a
+   * `handoff` tool: the model names the agent, its input, and the context it passes (stated
+   * explicitly, recorded in the new task and in a `handoff` event); the new task carries on,
+   * and this task ends with its outcome. @default []
+   */
+  handoffs?: string[];
+  /**
    * This agent's model routing by step role, over the config's `model.routing`
    * (for example `{ plan: { model: 'claude-opus-4-6', maxTokens: 8192 } }`).
    */
@@ -167,7 +174,7 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     throw new TypeError(`agent name ${JSON.stringify(definition.name)} must match ${AGENT_NAME_PATTERN} and not be "rejected"`);
   }
   const tools = new Map<string, Tool<any, any>>();
-  const own = [...(definition.tools ?? []), ...(definition.delegates?.length ? [delegateTool(definition.delegates)] : [])];
+  const own = [...(definition.tools ?? []), ...(definition.delegates?.length ? [delegateTool(definition.delegates)] : []), ...(definition.handoffs?.length ? [handoffTool(definition.handoffs)] : [])];
   for (const tool of own) {
     if (tools.has(tool.name)) throw new TypeError(`agent "${definition.name}" lists tool "${tool.name}" twice`);
     tools.set(tool.name, tool);
@@ -215,7 +222,23 @@ function delegateTool(agents: string[]): Tool<any, any> {
       throw new Error('delegate calls are run by the task, not as a tool');
     },
   });
-  return Object.freeze({ ...tool, delegation: true as const });
+  return Object.freeze({ ...tool, delegation: 'delegate' as const });
+}
+
+/** The `handoff` tool of an agent that may hand its task over to `agents`. */
+function handoffTool(agents: string[]): Tool<any, any> {
+  const tool = defineTool({
+    name: 'handoff',
+    description: `Hand this task over to another agent (${agents.join(', ')}) when it is theirs to handle: it continues from here and its answer becomes this task's answer. State in "context" everything it needs to know from this conversation; nothing else is passed.`,
+    input: z.object({ agent: z.enum(agents as [string, ...string[]]), input: z.unknown(), context: z.string().min(1).max(8000) }),
+    output: z.unknown(),
+    reversibility: 'reversible',
+    module: import.meta.url,
+    run: async () => {
+      throw new Error('handoff calls are run by the task, not as a tool');
+    },
+  });
+  return Object.freeze({ ...tool, delegation: 'handoff' as const });
 }
 
 /** Refuses, at definition time, an approval policy that names unknown tools or impossible figures. */

@@ -106,7 +106,13 @@ export async function runDelegation(input: DelegateInput, deps: DelegationDeps):
   }
   deps.adopt(Object.fromEntries(starting.map((c) => [c.taskId, { agent: c.agent, key: input.key }])));
   for (const [i, child] of starting.entries()) {
-    const message: TaskMessage = { taskId: child.taskId, input: child.input, budget: budgets[i]!, parent: { taskId: deps.taskId, key: input.key } };
+    const message: TaskMessage = {
+      taskId: child.taskId,
+      input: child.input,
+      budget: budgets[i]!,
+      parent: { taskId: deps.taskId, key: input.key },
+      ...(input.handoff ? { metadata: { handoff: { from: deps.taskId, context: input.handoff.context } } } : {}),
+    };
     // The taskId is the message id: JetStream drops a repeat, and the snapshot bucket catches one
     // outside its window.
     await deps.js.publish(deps.subjects.task(child.agent), encoder.encode(JSON.stringify(message)), { msgID: child.taskId });

@@ -69,3 +69,17 @@ export class WaitSignal extends Error {
     super(`waiting for ${waiting.reason}`);
   }
 }
+
+/**
+ * Thrown by the tools effect once a hand-off's new task ended: the runner ends this task with
+ * that outcome (the new task's answer is this task's answer).
+ */
+export class HandoffSignal extends Error {
+  override readonly name = 'HandoffSignal';
+  constructor(
+    readonly to: string,
+    readonly outcome: import('../runtime/wire.ts').TaskOutcome,
+  ) {
+    super(`handed over to ${to}`);
+  }
+}

@@ -1,5 +1,5 @@
 import type { DelegateInput, DelegateOutput, WaitInput, WaitOutput, ModelEffectInput, ModelTurn, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
-import { runDelegation } from './delegation.ts';
+import { childIdOf, runDelegation } from './delegation.ts';
 import { runWait } from './inbox.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent } from './agent.ts';
@@ -96,6 +96,10 @@ export class TaskEffects {
   /** Starts child tasks on other agents and joins them (parks the task while they run). */
   delegate(input: DelegateInput): Promise<DelegateOutput> {
     const { deps, taskId } = this.o;
+    if (input.handoff) {
+      // What a hand-off passes on is stated by the agent and kept: here, and in the new task's metadata.
+      deps.events.emit(taskId, { type: 'handoff', to: input.tasks[0]!.agent, childTaskId: childIdOf(input.key, 0), context: input.handoff.context }, `${input.key}:handoff`);
+    }
     return runDelegation(input, { ...deps.delegation, taskId, supervisor: this.o.supervisor, actOnVerdict: this.o.actOnVerdict, adopt: this.o.adopt });
   }
 

@@ -18,7 +18,7 @@ import type { SnapshotEnvelope, TaskOutcome, WireErrorPayload } from '../runtime
 import type { Agent, ResolvedLimits } from './agent.ts';
 import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
-import { ApprovalNeededSignal, LimitReachedSignal, WaitSignal } from './errors.ts';
+import { ApprovalNeededSignal, HandoffSignal, LimitReachedSignal, WaitSignal } from './errors.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { partialOf, stateString, stepOf, taskInputOf, toTaskOutcome } from './snapshot-view.ts';
@@ -332,6 +332,7 @@ export class TaskRunner {
     } catch (err) {
       if (err instanceof ApprovalNeededSignal) void this.park({ request: this.toolRequest(err) });
       else if (err instanceof WaitSignal) void this.park({ waiting: err.waiting });
+      else if (err instanceof HandoffSignal) void this.handedOff(err);
       else if (!(err instanceof LimitReachedSignal)) throw err;
     } finally {
       this.inFlight--;
@@ -412,6 +413,14 @@ export class TaskRunner {
       this.log.warn({ err }, 'task could not be parked; leaving it to be resumed');
       this.end('abandoned');
     }
+  }
+
+  /** The task was handed over and the new task ended: this one ends with its outcome. */
+  private async handedOff(signal: HandoffSignal): Promise<void> {
+    if (this.ending) return;
+    this.log.info({ to: signal.to }, 'task handed over; ending with the new task\'s outcome');
+    this.freeze();
+    await this.finish(signal.outcome);
   }
 
   private spent() {

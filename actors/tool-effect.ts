@@ -12,7 +12,7 @@ import type { Breakers } from './breakers.ts';
 import type { EffectGateway } from './effect-gateway.ts';
 import type { ApprovalPolicy } from './agent.ts';
 import { approvalNeed } from './approval-policy.ts';
-import { ApprovalNeededSignal, LimitReachedSignal, UnknownOutcomeError, WaitSignal } from './errors.ts';
+import { ApprovalNeededSignal, HandoffSignal, LimitReachedSignal, UnknownOutcomeError, WaitSignal } from './errors.ts';
 
 /** How a host runs tool calls: `inline` tools in-process, `thread` and `bwrap` tools on workers. */
 export interface ToolExecution {
@@ -74,7 +74,14 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
       // An edit was re-validated against the tool's schema when the decision was accepted.
       const args = decided?.verdict === 'edit' ? decided.args : proposed;
       const rerunAttempt = decided?.unknownOutcome?.attempt;
-      if (tool.delegation) {
+      if (tool.delegation === 'handoff') {
+        const { agent, input: childInput, context } = args as { agent: string; input: unknown; context: string };
+        const joined = await deps.delegate({ key: call.key, tasks: [{ agent, input: childInput }], handoff: { context } });
+        const child = joined.results[0]!;
+        deps.onResult({ key: call.key, tool: tool.name, status: 'succeeded', latencyMs: deps.now() - started, replayed: false });
+        throw new HandoffSignal(child.taskId, child.status === 'done' ? { status: 'done', output: child.output } : { status: 'failed', error: child.error ?? { code: ErrorCode.internal, message: `${child.taskId} ended without an error` } });
+      }
+      if (tool.delegation === 'delegate') {
         const { tasks, join } = args as { tasks: DelegateInput['tasks']; join?: DelegateInput['join'] };
         const joined = await deps.delegate({ key: call.key, tasks, ...(join !== undefined ? { join } : {}) });
         deps.onResult({ key: call.key, tool: tool.name, status: 'succeeded', latencyMs: deps.now() - started, replayed: false });
@@ -98,7 +105,7 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
       results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: tool.untrusted ? delimitUntrusted(tool.name, content) : content });
     } catch (err) {
       if (err instanceof UnknownOutcomeError) throw unknownOutcomeRequest(err, deps.tools.get(call.name)!, call, input.rationale, deps);
-      if (err instanceof ApprovalNeededSignal || err instanceof WaitSignal || err instanceof LimitReachedSignal || signal.aborted) throw err;
+      if (err instanceof ApprovalNeededSignal || err instanceof WaitSignal || err instanceof LimitReachedSignal || err instanceof HandoffSignal || signal.aborted) throw err;
       const wire = toWireError(err);
       const status = err instanceof ToolRejectedError ? 'rejected' : wire.code === ErrorCode.toolUnavailable ? 'unavailable' : 'failed';
       deps.onResult({ key: call.key, tool: call.name, status, error: wire, latencyMs: deps.now() - started, replayed: false });

@@ -19,6 +19,8 @@ export function formatEvent(e: TaskEvent): string | undefined {
       return e.children
         ? `parked until child tasks join (${e.join}): ${e.children.join(', ')}`
         : `parked until an inbox event arrives${e.inbox?.until ? ` or ${new Date(e.inbox.until).toISOString()}` : ''}`;
+    case 'handoff':
+      return `handed over to ${e.to} as ${e.childTaskId}, passing: ${e.context}`;
     case 'inbox':
       return `inbox event #${e.seq} (${e.eventType}) ${e.accepted ? 'received' : `refused: ${e.error?.code}: ${e.error?.message}`}`;
     case 'done':

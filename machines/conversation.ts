@@ -79,6 +79,8 @@ export interface DelegateInput {
   tasks: { agent: string; input: unknown }[];
   /** @default "all" */
   join?: Join;
+  /** A hand-off: the context passed to the one child, stated by the agent (kept in its metadata). */
+  handoff?: { context: string };
   /**
    * Share (0..1) of this task's remaining budget held for the children, split evenly (one step is
    * always kept for this task to use their results). What they do not spend comes back when they

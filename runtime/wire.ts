@@ -113,6 +113,7 @@ export const taskEventSchema = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
   z.object({ type: z.literal('waiting'), ...eventBase, children: z.array(z.string()).optional(), join: z.union([z.literal('all'), z.literal('first'), z.number()]).optional(), inbox: z.object({ after: z.number(), until: z.number().nullable() }).optional() }),
+  z.object({ type: z.literal('handoff'), ...eventBase, to: z.string(), childTaskId: z.string(), context: z.string() }),
   z.object({ type: z.literal('inbox'), ...eventBase, seq: z.number(), eventType: z.string(), accepted: z.boolean(), error: wireErrorSchema.optional() }),
   z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string(), tier: z.number().optional() }),
   z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string(), /** Approvals still needed for a quorum; absent once the decision took effect. */ awaiting: z.number().optional() }),

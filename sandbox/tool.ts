@@ -105,10 +105,11 @@ export interface Tool<I = unknown, O = unknown> extends Required<Pick<ToolDefini
   /** Whether running it twice could do harm (anything but `read`). */
   sideEffect: boolean;
   /**
-   * Set on the built-in `delegate` tool of an agent with `delegates`: its calls start child
-   * tasks and join them instead of running `run`.
+   * Set on the built-in `delegate` and `handoff` tools of an agent with `delegates` or
+   * `handoffs`: their calls start child tasks (and join them, or hand the task over) instead of
+   * running `run`.
    */
-  delegation?: true;
+  delegation?: 'delegate' | 'handoff';
 }
 
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;

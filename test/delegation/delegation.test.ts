@@ -4,7 +4,7 @@ import { createAnthropicModelClient } from '../../actors/model/anthropic-client.
 import { subjects } from '../../runtime/subjects.ts';
 import { taskHistory } from '../../runtime/task-watch.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
-import { treeAgents, treeScenario } from '../fixtures/tree-agents.ts';
+import { frontdesk, treeAgents, treeScenario } from '../fixtures/tree-agents.ts';
 import { startHost } from '../helpers/host.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
@@ -59,6 +59,21 @@ describe('delegation', () => {
       expect(done.type).toBe('done');
       expect(done.output).toContain('Parcel arrives Friday.');
       expect(await envelope('dg-2-0-1-1-0-1-2')).toMatchObject({ agent: 'shipping', parent: { taskId: 'dg-2-0-1-1' }, status: 'done' });
+    } finally {
+      await host.stop();
+    }
+  });
+
+  it('hands a task over: the specialist answers, the context passed is recorded, and the first task ends with that answer', async () => {
+    const host = await startHost(nats.url, [...treeAgents, frontdesk], client());
+    try {
+      await submit(nats.nc, nats.js, 'frontdesk', { taskId: 'ho-1', input: { q: 'refund?' } });
+      const events = await eventsUntilEnd(nats.js, 'ho-1', { timeoutMs: 30_000 });
+      expect(events.at(-1)).toMatchObject({ type: 'done', output: 'Refund sent on Monday.' });
+      expect(events.find((e) => e.type === 'handoff')).toMatchObject({ to: 'billing', childTaskId: 'ho-1-0-1-1', context: expect.stringContaining('already verified her email') });
+      // One model call: the front desk's; the answer is the specialist's own.
+      expect(events.filter((e) => e.type === 'model')).toHaveLength(1);
+      expect(await envelope('ho-1-0-1-1')).toMatchObject({ agent: 'billing', parent: { taskId: 'ho-1' }, metadata: { handoff: { from: 'ho-1', context: expect.stringContaining('A-1001') } } });
     } finally {
       await host.stop();
     }
