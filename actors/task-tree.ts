@@ -50,7 +50,10 @@ export class TaskTree {
     const waiting = stored?.value.status === 'parked' ? stored.value.waiting : undefined;
     if (!stored || !waiting) return false;
     let cause: string;
-    if (waiting.reason === 'children') {
+    if (stored.value.deadlineAt !== null && this.o.clock.now() >= stored.value.deadlineAt) {
+      // Its wall clock ran out while it waited: wake it so its supervisor stops it (and its children).
+      cause = `deadline:${waiting.key}`;
+    } else if (waiting.reason === 'children') {
       const results = await Promise.all(waiting.children.map(async (id) => childResult(id, (await this.o.store.get(id))?.value)));
       if (!joinReady(waiting.join, results)) return false;
       cause = `join:${waiting.key}`;

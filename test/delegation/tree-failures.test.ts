@@ -111,4 +111,21 @@ describe('a task tree under failure', () => {
       await host.stop();
     }
   }, 60_000);
+
+  it("a parent whose wall clock runs out while it waits stops, and its children with it", async () => {
+    // Its children have the default wall clock (90 s): only the parent's stop can end them early.
+    const hasty = defineAgent({ name: 'hasty', description: 'delegates with little time', input: z.object({ q: z.string() }), system: 'tree triage', delegates: ['billing', 'shipping'], limits: { wallClockMs: 700 }, prompt: (i) => i.q });
+    const host = await startHost(nats.url, [...treeAgents, hasty], createAnthropicModelClient({ apiKey: 'k', baseURL: slowSim.url }), { host: { approvalSweepMs: 100, drainTimeoutMs: 3000 } });
+    try {
+      await submit(nats.nc, nats.js, 'hasty', { taskId: 'wc-1', input: { q: 'slow children' } });
+      const events = await eventsUntilEnd(nats.js, 'wc-1', { timeoutMs: 20_000 });
+      expect(events.at(-1)).toMatchObject({ type: 'failed', error: { code: 'limit_exceeded', details: { limit: 'wallClock' } } });
+      for (const id of ['wc-1-0-1-1', 'wc-1-0-1-2']) {
+        const end = (await eventsUntilEnd(nats.js, id, { timeoutMs: 20_000 })).at(-1);
+        expect(end, id).toMatchObject({ type: 'failed', error: { code: 'cancelled', message: expect.stringContaining('wc-1 ended: limit_exceeded') } });
+      }
+    } finally {
+      await host.stop();
+    }
+  }, 60_000);
 });
