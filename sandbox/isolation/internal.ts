@@ -5,7 +5,7 @@
  */
 export { bwrapArguments, hostRootLayout, type RootEntry } from './bwrap-args.ts';
 export { inheritableDescriptors } from './inherited-fds.ts';
-export { BOOTSTRAP_BAD_JOB_EXIT, END_TAG, JAVASCRIPT_BOOTSTRAP, RESULT_TAG, type BootstrapOutcome } from './javascript-bootstrap.ts';
+export { BOOTSTRAP_BAD_JOB_EXIT, bootstrapSource, END_TAG, JAVASCRIPT_BOOTSTRAP, RESULT_TAG, type BootstrapOutcome } from './javascript-bootstrap.ts';
 export {
   decodeJavaScriptResult,
   encodeJavaScriptJob,

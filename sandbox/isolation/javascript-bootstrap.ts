@@ -26,28 +26,29 @@ export type BootstrapOutcome =
   | { ok: true; json?: string; text?: string }
   | { ok: false; error: { name: string; message: string; stack?: string; code?: unknown; retryable?: unknown } };
 
-/** CommonJS source, passed to `node -e`. Kept ES2019 and dependency-free. */
-export const JAVASCRIPT_BOOTSTRAP = String.raw`'use strict';
+/**
+ * The job protocol every sandboxed bootstrap speaks, around the script's own `body`: read one JSON
+ * job from stdin, call the body's `runJob(job, report)`, and write the result and end lines (see
+ * above); an event loop that empties before `report` is called is reported as unsettled. `what`
+ * names what runs ("code", "tool") in that message, `label` the script in its own errors. CommonJS
+ * source for `node -e`, kept ES2019 and dependency-free.
+ */
+export function bootstrapSource(what: string, label: string, body: string): string {
+  return String.raw`'use strict';
 const fs = require('fs');
 const write = process.stdout.write.bind(process.stdout);
 const writeErr = process.stderr.write.bind(process.stderr);
 const exit = process.exit.bind(process);
-const AsyncFunction = (async function () {}).constructor;
 const chunks = [];
 let marker;
 let settled = false;
 let exitedOnPurpose = false;
 process.exit = function (code) { exitedOnPurpose = true; return exit(code); };
-function thrown(e) {
-  if (e instanceof Error) return { ok: false, error: { name: String(e.name), message: String(e.message), stack: String(e.stack) } };
-  let text;
-  try { text = JSON.stringify(e); } catch (_) { text = undefined; }
-  return { ok: false, error: { name: 'NonError', message: text === undefined ? String(e) : text } };
-}
-// The event loop emptied while the code's promise was still pending: say so rather than exit 0.
+${body}
+// The event loop emptied while the ${what}'s promise was still pending: say so rather than exit 0.
 process.on('exit', () => {
   if (settled || exitedOnPurpose || marker === undefined) return;
-  const outcome = { ok: false, error: { name: 'UnsettledError', message: 'the code never finished: its promise was still pending when nothing was left to run' } };
+  const outcome = { ok: false, error: { name: 'UnsettledError', message: 'the ${what} never finished: its promise was still pending when nothing was left to run' } };
   try { fs.writeSync(1, '\n' + marker + '${RESULT_TAG}' + JSON.stringify(outcome) + '\n' + marker + '${END_TAG}\n'); } catch (_) {}
   try { fs.writeSync(2, '\n' + marker + '${END_TAG}\n'); } catch (_) {}
   process.exitCode = 1;
@@ -58,7 +59,7 @@ process.stdin.on('end', () => {
   try {
     job = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch (_) {
-    process.stderr.write('troupe bootstrap: the job on stdin is not JSON\n');
+    process.stderr.write('${label}: the job on stdin is not JSON\n');
     exit(${BOOTSTRAP_BAD_JOB_EXIT});
     return;
   }
@@ -69,6 +70,23 @@ process.stdin.on('end', () => {
     const end = marker + '${END_TAG}\n';
     write('\n' + marker + '${RESULT_TAG}' + JSON.stringify(outcome) + '\n' + end, () => writeErr('\n' + end, () => exit(status)));
   };
+  runJob(job, report);
+});
+`;
+}
+
+/** The bootstrap of model-written JavaScript: runs `job.code` as the body of an async function `(input, require)`. */
+export const JAVASCRIPT_BOOTSTRAP = bootstrapSource(
+  'code',
+  'troupe bootstrap',
+  String.raw`const AsyncFunction = (async function () {}).constructor;
+function thrown(e) {
+  if (e instanceof Error) return { ok: false, error: { name: String(e.name), message: String(e.message), stack: String(e.stack) } };
+  let text;
+  try { text = JSON.stringify(e); } catch (_) { text = undefined; }
+  return { ok: false, error: { name: 'NonError', message: text === undefined ? String(e) : text } };
+}
+function runJob(job, report) {
   let fn;
   try {
     fn = new AsyncFunction('input', 'require', String(job.code));
@@ -85,5 +103,5 @@ process.stdin.on('end', () => {
     },
     (e) => report(thrown(e), 1),
   );
-});
-`;
+}`,
+);
