@@ -128,7 +128,7 @@ export class TaskEffects {
         now: () => deps.clock.now(),
         onResult: (report) => {
           this.o.count((usage) => ({ ...usage, toolCalls: usage.toolCalls + 1 }));
-          deps.events.emit(taskId, { type: 'tool', ...report }, `${report.key}:tool`);
+          deps.events.emit(taskId, { type: 'tool', ...report, args: argsPreview(input.calls.find((c) => c.key === report.key)?.input) }, `${report.key}:tool`);
         },
       },
       signal,
@@ -146,6 +146,12 @@ export class TaskEffects {
 function principalOf(name: string | undefined, principals: TaskRunnerDeps['principals']): { name: string; grant: PrincipalGrant } | undefined {
   if (name === undefined) return Object.keys(principals).length ? { name: '(none)', grant: { tools: [] } } : undefined;
   return { name, grant: principals[name] ?? { tools: [] } };
+}
+
+/** A tool call's arguments for its event: as given, or a truncated string when their JSON passes 2 KB. */
+function argsPreview(args: unknown): unknown {
+  const json = JSON.stringify(args) ?? 'null';
+  return json.length <= 2048 ? args : `${json.slice(0, 2048)}… (${json.length} characters)`;
 }
 
 /** Streamed model text, published as `progress` events about five times a second. */

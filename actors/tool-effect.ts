@@ -42,7 +42,7 @@ export interface ToolEffectDeps {
   /** Who the task acts for and what they may call; undefined when no principals are configured. */
   principal: { name: string; grant: PrincipalGrant } | undefined;
   tools: ReadonlyMap<string, Tool<any, any>>;
-  onResult: (report: { key: string; tool: string; status: 'succeeded' | 'failed' | 'rejected' | 'unavailable'; error?: { code: string; message: string }; latencyMs: number; replayed: boolean }) => void;
+  onResult: (report: { key: string; tool: string; status: 'succeeded' | 'failed' | 'rejected' | 'unavailable'; gate?: 'schema' | 'semantic' | 'authorization'; error?: { code: string; message: string }; latencyMs: number; replayed: boolean }) => void;
   now: () => number;
 }
 
@@ -108,7 +108,7 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
       if (err instanceof ApprovalNeededSignal || err instanceof WaitSignal || err instanceof LimitReachedSignal || err instanceof HandoffSignal || signal.aborted) throw err;
       const wire = toWireError(err);
       const status = err instanceof ToolRejectedError ? 'rejected' : wire.code === ErrorCode.toolUnavailable ? 'unavailable' : 'failed';
-      deps.onResult({ key: call.key, tool: call.name, status, error: wire, latencyMs: deps.now() - started, replayed: false });
+      deps.onResult({ key: call.key, tool: call.name, status, ...(err instanceof ToolRejectedError ? { gate: err.gate } : {}), error: wire, latencyMs: deps.now() - started, replayed: false });
       results.push({ type: 'tool_result', tool_use_id: call.toolUseId, content: JSON.stringify({ error: wire }), is_error: true });
     }
   }

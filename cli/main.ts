@@ -12,6 +12,7 @@ import { simulatorCommand } from './commands/simulator.ts';
 import { statusCommand, tasksCommand } from './commands/status.ts';
 import { sendCommand } from './commands/send.ts';
 import { submitCommand } from './commands/submit.ts';
+import { traceCommand } from './commands/trace.ts';
 import { workerCommand } from './commands/worker.ts';
 
 /** A command: parsed flags and positionals in, exit code out. */
@@ -28,6 +29,7 @@ const commands: Record<string, Command> = {
   worker: workerCommand,
   submit: submitCommand,
   status: statusCommand,
+  trace: traceCommand,
   cancel: cancelCommand,
   send: sendCommand,
   tasks: tasksCommand,

@@ -14,7 +14,7 @@ export function formatEvent(e: TaskEvent): string | undefined {
     case 'model':
       return `model ${e.model} [${e.role}] ${e.usage.inputTokens}+${e.usage.cacheReadInputTokens + e.usage.cacheCreationInputTokens} in / ${e.usage.outputTokens} out tokens, $${e.costUsd.toFixed(6)}, ${e.latencyMs} ms, ${e.stopReason ?? '-'}${e.attempts > 1 ? `, ${e.attempts} attempts` : ''}${e.replayed ? ' (replayed from ledger)' : ''}`;
     case 'tool':
-      return `tool ${e.tool} ${e.status}${e.error ? `: ${e.error.code}: ${e.error.message}` : ''} (${e.latencyMs} ms)${e.replayed ? ' (replayed from ledger)' : ''}`;
+      return `tool ${e.tool}${e.args !== undefined ? `(${brief(e.args)})` : ''} ${e.status}${e.gate ? ` by the ${e.gate} gate` : ''}${e.error ? `: ${e.error.code}: ${e.error.message}` : ''} (${e.latencyMs} ms)${e.replayed ? ' (replayed from ledger)' : ''}`;
     case 'waiting':
       return e.children
         ? `parked until child tasks join (${e.join}): ${e.children.join(', ')}`
@@ -23,9 +23,25 @@ export function formatEvent(e: TaskEvent): string | undefined {
       return `handed over to ${e.to} as ${e.childTaskId}, passing: ${e.context}`;
     case 'inbox':
       return `inbox event #${e.seq} (${e.eventType}) ${e.accepted ? 'received' : `refused: ${e.error?.code}: ${e.error?.message}`}`;
+    case 'budget':
+      return `budget used: $${e.used.usd.toFixed(6)}${e.limits.usd === null ? '' : ` of $${e.limits.usd}`}, ${e.used.tokens}${e.limits.tokens === null ? '' : ` of ${e.limits.tokens}`} tokens, ${e.used.steps} of ${e.limits.steps} steps`;
+    case 'limit':
+      return `limit ${e.limit} reached (${e.used} of ${e.max}): ${e.action === 'escalate' ? 'asking an approver' : 'stopping'} — ${e.message}`;
+    case 'escalated':
+      return `escalated ${e.requestId}${e.tier ? ` to tier ${e.tier}` : ''}: ${e.reason}`;
+    case 'decision':
+      return `decision ${e.verdict} by ${e.approverName} on ${e.requestId}${e.awaiting ? ` (${e.awaiting} more approver(s) needed)` : ''}`;
+    case 'decision_refused':
+      return `decision refused${e.requestId ? ` on ${e.requestId}` : ''}: ${e.error.code}: ${e.error.message}`;
     case 'done':
       return `done`;
     case 'failed':
       return `failed: ${e.error.code}: ${e.error.message}`;
   }
+}
+
+/** Compact JSON for one line, cut at 160 characters. */
+function brief(value: unknown): string {
+  const json = typeof value === 'string' ? value : (JSON.stringify(value) ?? '');
+  return json.length > 160 ? `${json.slice(0, 157)}...` : json;
 }

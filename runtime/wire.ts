@@ -101,6 +101,10 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     key: z.string(),
     tool: z.string(),
     status: z.enum(['succeeded', 'failed', 'rejected', 'unavailable']),
+    /** The arguments the model gave (a preview of at most 2 KB of JSON). */
+    args: z.unknown().optional(),
+    /** Which gate refused the call, when one did. */
+    gate: z.enum(['schema', 'semantic', 'authorization']).optional(),
     error: wireErrorSchema.optional(),
     latencyMs: z.number(),
     replayed: z.boolean(),

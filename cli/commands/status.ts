@@ -12,7 +12,8 @@ import { formatEvent } from '../print-events.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
 
-async function openSnapshots(nc: NatsConnection, prefix: string): Promise<JsonKv<SnapshotEnvelope>> {
+/** The snapshot bucket, or a clear error when no troupe host has run on this NATS. */
+export async function openSnapshots(nc: NatsConnection, prefix: string): Promise<JsonKv<SnapshotEnvelope>> {
   const s = makeSubjects(prefix);
   try {
     const kv = await new Kvm(jetstream(nc)).open(s.buckets.snapshots);

@@ -140,7 +140,7 @@ describe('troupe submit', () => {
     expect(r.code, show(r)).toBe(0);
     expect(r.stdout).toBe('Hi Ada, order A-1001 is shipped with DHL.\n');
     expect(r.stderr).toContain(`task ${taskId} accepted`);
-    expect(r.stderr).toContain('tool lookup_order succeeded');
+    expect(r.stderr).toContain('tool lookup_order({"orderId":"A-1001"}) succeeded');
     expect(r.stderr).toContain('done');
     // It really ran on the host: the tool was called once, and the snapshot says done.
     const events = await eventsUntilEnd(nats.js, taskId);
@@ -192,7 +192,7 @@ describe('troupe submit', () => {
     const r = await troupe(['submit', 'support-desk', '--input', JSON.stringify({ customer: 'Dee', message: 'Where is A-9999?' }), '--task-id', 'cli-failed-1', '--wait']);
     expect(r.code, show(r)).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toContain('tool lookup_order rejected');
+    expect(r.stderr).toContain('tool lookup_order({"orderId":"A-9999"}) rejected by the semantic gate');
     expect(r.stderr).toContain('order A-9999 does not exist');
     expect(r.stderr).toContain('failed: limit_exceeded:');
     const env = (await snapshots.get('cli-failed-1'))!.json<Record<string, any>>();
