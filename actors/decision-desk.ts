@@ -152,7 +152,7 @@ export class DecisionDesk {
       };
     }
     if (!(await this.wake(stored, supervisor, approvals))) return;
-    this.o.events.emit(taskId, { type: 'decision', decisionId: id, requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: approver.name }, `${decision.requestId}:decision`);
+    this.o.events.emit(taskId, { type: 'decision', decisionId: id, requestId: decision.requestId, verdict: decision.verdict, approver: decision.approver, approverName: approver.name, waitedMs: Math.max(0, this.o.clock.now() - pending.createdAt) }, `${decision.requestId}:decision`);
     this.o.logger.info({ taskId, requestId: decision.requestId, verdict: decision.verdict, approver: approvedBy }, 'decision applied');
   }
 

@@ -19,6 +19,8 @@ import { DecisionDesk } from './decision-desk.ts';
 import { TaskTree } from './task-tree.ts';
 import { Inbox } from './inbox.ts';
 import { InboxDesk } from './inbox-desk.ts';
+import { HostMetrics } from './metrics.ts';
+import type { Server } from 'node:http';
 import type { ToolExecution } from './tool-effect.ts';
 import { compileOutputPolicy } from '../sandbox/output.ts';
 import { createToolRunner, type ToolRunner } from '../sandbox/runners/index.ts';
@@ -69,6 +71,12 @@ export class Host implements AsyncDisposable {
   private tree!: TaskTree;
   private cancels: CancelDesk | undefined;
   private inboxes: InboxDesk | undefined;
+  private metrics!: HostMetrics;
+  private metricsServer: Server | undefined;
+  /** The agent of each task this host runs or just ran, to label its metrics. */
+  private readonly agentOf = new Map<string, string>();
+  /** Where this host serves Prometheus metrics (config `metrics.port`), if it does. */
+  metricsUrl: string | undefined;
   private closing: Promise<void> | undefined;
   /** Resolves when this host can receive no more task messages (its last pull expired). */
   private intakeStopped: Promise<void> | undefined;
@@ -90,13 +98,15 @@ export class Host implements AsyncDisposable {
     this.store = new JsonKv(this.topology.snapshots, this.subjects.buckets.snapshots, snapshotEnvelopeSchema);
     const ledger = new JsonKv<LedgerRecord>(this.topology.ledger, this.subjects.buckets.ledger, ledgerRecordSchema);
     this.events = new TaskEvents(nc, this.topology.js, this.subjects, this.clock, this.log);
+    this.metrics = new HostMetrics({ running: () => this.runners.size, breakers: () => this.breakers?.states() ?? new Map() });
+    this.events.observe((e) => this.metrics.observe(this.agentOf.get(e.taskId) ?? 'unknown', e));
     this.breakers = new Breakers(this.topology.breakers, this.subjects.buckets.breakers, { ...config.breakers, owner: this.hostId, clock: this.clock, logger: this.log });
     await this.breakers.start();
     const inbox = new Inbox(this.topology.jsm, this.subjects);
     this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log, inbox });
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, snapshotWritten: (ms) => this.metrics.snapshotWritten(ms), delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,
@@ -123,7 +133,12 @@ export class Host implements AsyncDisposable {
     await this.cancels.start();
     this.inboxes = new InboxDesk({ js: this.topology.js, subjects: this.subjects, tree: this.tree, logger: this.log });
     await this.inboxes.start();
-    this.log.info({ agents: [...this.agents.keys()] }, 'host started');
+    if (config.metrics.port !== undefined) {
+      const served = await this.metrics.serve(config.metrics.port, config.metrics.host);
+      this.metricsServer = served.server;
+      this.metricsUrl = served.url;
+    }
+    this.log.info({ agents: [...this.agents.keys()], ...(this.metricsUrl ? { metrics: this.metricsUrl } : {}) }, 'host started');
   }
 
   /**
@@ -165,6 +180,7 @@ export class Host implements AsyncDisposable {
       await this.queue?.close();
       await this.breakers?.close();
       await this.inlineRunner?.close();
+      await new Promise<void>((resolve) => (this.metricsServer ? this.metricsServer.close(() => resolve()) : resolve()));
       this.log.info('host stopped');
     })();
     return this.closing;
@@ -246,6 +262,7 @@ export class Host implements AsyncDisposable {
       }
       throw err;
     }
+    this.agentOf.set(sub.taskId, agent.name);
     await this.events!.publish(sub.taskId, { type: 'accepted', agent: agent.name }, `${sub.taskId}:accepted`);
     this.events!.answer(sub.replyTo, { taskId: sub.taskId, status: 'accepted' });
     this.log.info({ taskId: sub.taskId, agent: agent.name }, 'task accepted');
@@ -300,12 +317,14 @@ export class Host implements AsyncDisposable {
 
   private run(msg: JsMsg, runner: TaskRunner): void {
     this.runners.set(runner.taskId, runner);
+    this.agentOf.set(runner.taskId, runner.agent.name);
     this.track(runner.done.then((end) => this.release(msg, runner, end)));
     runner.start();
   }
 
   private async release(msg: JsMsg, runner: TaskRunner, end: RunnerEnd): Promise<void> {
     this.runners.delete(runner.taskId);
+    this.agentOf.delete(runner.taskId);
     if (end === 'finished' || end === 'parked') await this.queue!.ack(msg);
     else if (end === 'abandoned') this.queue!.forget(msg);
     else await this.handOver(msg, runner);

@@ -15,6 +15,8 @@ export interface SnapshotWriterOptions {
   build: () => SnapshotEnvelope;
   /** Another writer advanced the task: the writer has stopped for good. */
   onConflict: () => void;
+  /** Told how long each successful write took (metrics). */
+  onWritten?: ((ms: number) => void) | undefined;
   clock: Clock;
   logger: Logger;
 }
@@ -91,7 +93,9 @@ export class SnapshotWriter {
       const seq = this.requested;
       const next = this.o.build();
       try {
+        const started = this.o.clock.now();
         this.revisionNow = await this.o.store.update(this.o.taskId, next, this.revisionNow);
+        this.o.onWritten?.(this.o.clock.now() - started);
         this.writtenNow = next;
         this.done = seq;
         backoff = 100;

@@ -51,6 +51,8 @@ export interface TaskRunnerDeps {
   delegation: Omit<DelegationDeps, 'taskId' | 'supervisor' | 'actOnVerdict' | 'adopt'>;
   /** Reads tasks' inboxes. */
   inbox: Inbox;
+  /** Told each snapshot write's latency (metrics). */
+  snapshotWritten?: (ms: number) => void;
 }
 
 /** The task message this runner holds: holding it is owning the task. */
@@ -299,6 +301,7 @@ export class TaskRunner {
       },
       clock: this.deps.clock,
       logger: this.log,
+      onWritten: this.deps.snapshotWritten,
     });
   }
 

@@ -183,6 +183,16 @@ const toolsSchema = z
   .strict()
   .prefault({});
 
+const metricsSchema = z
+  .object({
+    /** Port of each host's Prometheus endpoint (`GET /metrics`); unset: no endpoint. 0 picks a free port. */
+    port: z.number().int().min(0).max(65535).optional(),
+    /** Address it listens on. @default "127.0.0.1" */
+    host: z.string().min(1).default('127.0.0.1'),
+  })
+  .strict()
+  .prefault({});
+
 const logSchema = z
   .object({
     /** pino level (`LOG_LEVEL`). @default "info" */
@@ -241,6 +251,7 @@ export const configSchema = z
     model: modelSchema,
     breakers: breakersSchema,
     tools: toolsSchema,
+    metrics: metricsSchema,
     /**
      * Principals a task may act for (`"principal"` in the task message) and what each may call:
      * the third gate before any tool call. Empty: no authorization gate (every task may call

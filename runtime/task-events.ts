@@ -27,9 +27,18 @@ export class TaskEvents {
    */
   async publish(taskId: string, body: TaskEventBody, msgId?: string): Promise<TaskEvent> {
     const event = { ...body, taskId, at: this.clock.now() } as TaskEvent;
-    await this.js.publish(this.subjects.events(taskId), encoder.encode(JSON.stringify(event)), msgId ? { msgID: msgId } : undefined);
+    const ack = await this.js.publish(this.subjects.events(taskId), encoder.encode(JSON.stringify(event)), msgId ? { msgID: msgId } : undefined);
+    // Once per event: a re-publication after a crash, dropped by JetStream, is not observed again.
+    if (!ack.duplicate) this.observer?.(event);
     return event;
   }
+
+  /** Sees every event this process published (metrics). */
+  observe(observer: (event: TaskEvent) => void): void {
+    this.observer = observer;
+  }
+
+  private observer: ((event: TaskEvent) => void) | undefined;
 
   /** Publishes an event without waiting; a failure is logged, never thrown (progress is best-effort). */
   emit(taskId: string, body: TaskEventBody, msgId?: string): void {

@@ -120,7 +120,7 @@ export const taskEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('handoff'), ...eventBase, to: z.string(), childTaskId: z.string(), context: z.string() }),
   z.object({ type: z.literal('inbox'), ...eventBase, seq: z.number(), eventType: z.string(), accepted: z.boolean(), error: wireErrorSchema.optional() }),
   z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string(), tier: z.number().optional() }),
-  z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string(), /** Approvals still needed for a quorum; absent once the decision took effect. */ awaiting: z.number().optional() }),
+  z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string(), /** Approvals still needed for a quorum; absent once the decision took effect. */ awaiting: z.number().optional(), /** How long the request waited for this decision. */ waitedMs: z.number().optional() }),
   z.object({ type: z.literal('decision_refused'), ...eventBase, decisionId: z.string().optional(), requestId: z.string().optional(), error: wireErrorSchema }),
   z.object({ type: z.literal('done'), ...eventBase, output: z.unknown() }),
   z.object({ type: z.literal('failed'), ...eventBase, error: wireErrorSchema }),

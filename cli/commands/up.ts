@@ -27,6 +27,7 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
   const stack = await startStack(loaded, logger, { embedded, secure: values.secure === true });
   logger.info({ nats: stack.url, model: stack.model.provider, secure: stack.usersFile !== undefined }, embedded ? 'troupe is up; Ctrl-C to stop' : 'troupe host is running; Ctrl-C to stop');
   if (stack.usersFile) process.stdout.write(secureModeNotice(stack.usersFile));
+  if (stack.host.metricsUrl) process.stdout.write(`metrics: ${stack.host.metricsUrl}\n`);
   const page = ui ? await startDevApprover(loaded, ui.key, Number(values['ui-port'] ?? 8080)) : undefined;
   if (page) {
     process.stdout.write(`approver page: ${page.url}\n`);
