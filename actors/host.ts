@@ -17,6 +17,7 @@ import { Breakers } from './breakers.ts';
 import { CancelDesk } from './cancel-desk.ts';
 import { DecisionDesk } from './decision-desk.ts';
 import { TaskTree } from './task-tree.ts';
+import type { InspectionObserver } from './task-supervisor.ts';
 import { Inbox } from './inbox.ts';
 import { InboxDesk } from './inbox-desk.ts';
 import { HostMetrics } from './metrics.ts';
@@ -42,8 +43,12 @@ export interface HostOptions {
   hostId?: string;
   /** Fault injection for crash tests; never set in production. */
   faults?: EffectFaults;
+  /**
+   * Observer of every agent and supervisor actor this host runs (XState's `inspect`), such as
+   * `@statelyai/inspect`'s WebSocket inspector (`troupe up --inspect`). @default none
+   */
+  inspect?: InspectionObserver;
 }
-
 
 /**
  * Runs tasks: takes task messages from the work queue, validates them, creates, resumes or
@@ -106,7 +111,7 @@ export class Host implements AsyncDisposable {
     this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log, inbox });
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, snapshotWritten: (ms) => this.metrics.snapshotWritten(ms), delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, snapshotWritten: (ms) => this.metrics.snapshotWritten(ms), inspect: this.o.inspect, delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,

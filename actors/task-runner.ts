@@ -22,7 +22,7 @@ import { ApprovalNeededSignal, HandoffSignal, LimitReachedSignal, WaitSignal } f
 import type { ModelClient } from './model/model-client.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { partialOf, stateString, stepOf, taskInputOf, toTaskOutcome } from './snapshot-view.ts';
-import { TaskSupervisor } from './task-supervisor.ts';
+import { TaskSupervisor, type InspectionObserver } from './task-supervisor.ts';
 import { ProgressStream, TaskEffects } from './task-effects.ts';
 
 /** What every task on a host shares. */
@@ -53,6 +53,8 @@ export interface TaskRunnerDeps {
   inbox: Inbox;
   /** Told each snapshot write's latency (metrics). */
   snapshotWritten?: (ms: number) => void;
+  /** The XState inspector (`troupe up --inspect`): sees every agent and supervisor actor. */
+  inspect?: InspectionObserver | undefined;
 }
 
 /** The task message this runner holds: holding it is owning the task. */
@@ -192,8 +194,8 @@ export class TaskRunner {
       ...(task.metadata ? { metadata: task.metadata } : {}),
     };
     const runner = new TaskRunner(agent, deps, base, hold);
-    runner.supervisor = TaskSupervisor.create(task.limits, now);
-    runner.actor = createActor(runner.providedMachine(), { input: task.machineInput });
+    runner.supervisor = TaskSupervisor.create(task.limits, now, deps.inspect);
+    runner.actor = createActor(runner.providedMachine(), { input: task.machineInput, ...runner.inspection() });
     runner.base = runner.build();
     const revision = await deps.store.create(task.taskId, runner.base);
     runner.attachWriter(revision);
@@ -218,9 +220,9 @@ export class TaskRunner {
     const claimed: SnapshotEnvelope = { ...rest, owner: deps.hostId, runSeq: hold.seq, runDelivery: hold.delivery, updatedAt: deps.clock.now() };
     const runner = new TaskRunner(agent, deps, claimed, hold);
     runner.supervisor = env.supervisor
-      ? TaskSupervisor.restore(env.supervisor)
-      : TaskSupervisor.create({ ...fallbackLimits, wallClockMs: env.deadlineAt === null ? fallbackLimits.wallClockMs : env.deadlineAt - env.createdAt }, env.createdAt);
-    runner.actor = createActor(runner.providedMachine(), { snapshot: env.snapshot as Snapshot<unknown> });
+      ? TaskSupervisor.restore(env.supervisor, deps.inspect)
+      : TaskSupervisor.create({ ...fallbackLimits, wallClockMs: env.deadlineAt === null ? fallbackLimits.wallClockMs : env.deadlineAt - env.createdAt }, env.createdAt, deps.inspect);
+    runner.actor = createActor(runner.providedMachine(), { snapshot: env.snapshot as Snapshot<unknown>, ...runner.inspection() });
     runner.lastState = env.state;
     const revision = await deps.store.update(runner.taskId, claimed, stored.revision);
     runner.attachWriter(revision);
@@ -418,6 +420,11 @@ export class TaskRunner {
     }
   }
 
+  /** The actor option that connects the agent's actor to the inspector, with the task as its system id. */
+  private inspection(): { inspect?: InspectionObserver; systemId?: string } {
+    return this.deps.inspect ? { inspect: this.deps.inspect, systemId: `task:${this.taskId}` } : {};
+  }
+
   /** The task was handed over and the new task ended: this one ends with its outcome. */
   private async handedOff(signal: HandoffSignal): Promise<void> {
     if (this.ending) return;
@@ -512,8 +519,8 @@ export class TaskRunner {
     await this.deps.clock.sleep(delayMs);
     if (this.ending) return;
     const last = this.writer.written;
-    if (last.supervisor) this.supervisor = TaskSupervisor.restore(last.supervisor);
-    this.actor = createActor(this.providedMachine(), { snapshot: last.snapshot as Snapshot<unknown> });
+    if (last.supervisor) this.supervisor = TaskSupervisor.restore(last.supervisor, this.deps.inspect);
+    this.actor = createActor(this.providedMachine(), { snapshot: last.snapshot as Snapshot<unknown>, ...this.inspection() });
     this.lastAgent = this.actor.getSnapshot();
     this.lastSupervisor = this.supervisor.actor.getSnapshot();
     this.writer.resume();

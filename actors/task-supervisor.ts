@@ -1,6 +1,9 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../common/canonical-json.ts';
-import { createActor, type Actor, type Snapshot } from 'xstate';
+import { createActor, type Actor, type InspectionEvent, type Observer, type Snapshot } from 'xstate';
+
+/** What XState's `inspect` option takes: the XState inspector, or any observer of inspection events. */
+export type InspectionObserver = Observer<InspectionEvent> | ((event: InspectionEvent) => void);
 import type { ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import { deadlineOf, remainingOf, supervisorMachine, type Breach, type BreachPolicy, type SupervisorContext } from '../machines/supervisor.machine.ts';
 import type { ResolvedLimits } from './agent.ts';
@@ -26,15 +29,15 @@ const MIN_OUTPUT_TOKENS = 16;
 export class TaskSupervisor {
   private constructor(readonly actor: Actor<typeof supervisorMachine>) {}
 
-  static create(limits: ResolvedLimits, startedAt: number): TaskSupervisor {
+  static create(limits: ResolvedLimits, startedAt: number, inspect?: InspectionObserver): TaskSupervisor {
     const { onBreach, wallClockMs, ...rest } = limits;
-    const actor = createActor(supervisorMachine, { input: { limits: { ...rest, wallClock: wallClockMs }, onBreach, startedAt } });
+    const actor = createActor(supervisorMachine, { input: { limits: { ...rest, wallClock: wallClockMs }, onBreach, startedAt }, ...(inspect ? { inspect } : {}) });
     actor.start();
     return new TaskSupervisor(actor);
   }
 
-  static restore(persisted: unknown): TaskSupervisor {
-    const actor = createActor(supervisorMachine, { snapshot: persisted as Snapshot<unknown> } as never) as Actor<typeof supervisorMachine>;
+  static restore(persisted: unknown, inspect?: InspectionObserver): TaskSupervisor {
+    const actor = createActor(supervisorMachine, { snapshot: persisted as Snapshot<unknown>, ...(inspect ? { inspect } : {}) } as never) as Actor<typeof supervisorMachine>;
     actor.start();
     return new TaskSupervisor(actor);
   }

@@ -2,7 +2,9 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
+import { createWebSocketInspector } from '@statelyai/inspect';
 import { Host } from '../actors/host.ts';
+import { startInspectorRelay } from '../inspect/relay.ts';
 import { isolatedTools, ToolWorker } from '../actors/tool-worker.ts';
 import { ErrorCode, TerminalError } from '../common/errors.ts';
 import type { LoadedConfig } from '../config/load.ts';
@@ -24,6 +26,8 @@ export interface StackOptions {
    * troupe does not start a server then. @default false
    */
   secure?: boolean;
+  /** Connect every actor to the XState inspector, through a relay started here (`troupe up --inspect`). @default config `inspect.enabled` */
+  inspect?: boolean;
 }
 
 /** A running troupe: (embedded) NATS, a model, a host. */
@@ -31,6 +35,8 @@ export interface Stack extends AsyncDisposable {
   url: string;
   nc: NatsConnection;
   host: Host;
+  /** The XState inspector's relay (`--inspect`): where viewers connect, and a page that shows it. */
+  inspector: { url: string; pageUrl: string | undefined } | undefined;
   /** The worker for the agents' isolated tools (`troupe up` only, when there are any). */
   worker: ToolWorker | undefined;
   model: ModelSetup;
@@ -86,7 +92,12 @@ export async function startStack(loaded: LoadedConfig, logger: Logger, options: 
   const model = await createModel(loaded, logger);
   const credentials = users ? { user: users.hosts.user, password: users.hosts.password } : { credsFile: config.nats.credsFile, user: config.nats.user, password: config.nats.password };
   const nc = await connectNats({ servers, name: `${config.nats.name}-host`, ...credentials });
-  const host = new Host({ nc, config, agents, model: (agent) => model.clientFor(agent), logger });
+  // The XState inspector: a relay of our own (or the configured one) that the Stately inspector page reads.
+  const wantInspector = options.inspect || config.inspect.enabled;
+  const relay = wantInspector && !config.inspect.url ? await startInspectorRelay({ port: config.inspect.port }) : undefined;
+  const inspectorUrl = config.inspect.url ?? relay?.url;
+  const inspector = wantInspector && inspectorUrl ? createWebSocketInspector({ url: inspectorUrl }) : undefined;
+  const host = new Host({ nc, config, agents, model: (agent) => model.clientFor(agent), logger, ...(inspector ? { inspect: inspector.inspect } : {}) });
   await host.start();
   // `troupe up` runs everything on one machine, workers included; in production `troupe worker` does.
   const tools = options.embedded ? isolatedTools(agents) : [];
@@ -97,10 +108,12 @@ export async function startStack(loaded: LoadedConfig, logger: Logger, options: 
     (closing ??= (async () => {
       await host.close();
       await worker?.close();
+      inspector?.stop();
+      await relay?.close();
       await model.close();
       await nc.drain().catch(() => {});
       forgetServer();
       await server?.close();
     })());
-  return { url: servers[0]!, nc, host, worker, model, server, usersFile: users ? usersFile(loaded) : undefined, close, [Symbol.asyncDispose]: close };
+  return { url: servers[0]!, nc, host, worker, inspector: inspectorUrl && wantInspector ? { url: inspectorUrl, pageUrl: relay?.pageUrl } : undefined, model, server, usersFile: users ? usersFile(loaded) : undefined, close, [Symbol.asyncDispose]: close };
 }

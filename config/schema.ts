@@ -193,6 +193,18 @@ const metricsSchema = z
   .strict()
   .prefault({});
 
+const inspectSchema = z
+  .object({
+    /** Connect every agent and supervisor actor to the XState inspector (`troupe up --inspect`). @default false */
+    enabled: z.boolean().default(false),
+    /** Port of the inspector relay `troupe up` starts; 0 picks a free one. @default 0 */
+    port: z.number().int().min(0).max(65535).default(0),
+    /** An inspector relay already running elsewhere (`ws://...`): hosts send to it instead of starting one. */
+    url: z.string().regex(/^wss?:\/\//, 'a ws:// or wss:// URL').optional(),
+  })
+  .strict()
+  .prefault({});
+
 const logSchema = z
   .object({
     /** pino level (`LOG_LEVEL`). @default "info" */
@@ -252,6 +264,7 @@ export const configSchema = z
     breakers: breakersSchema,
     tools: toolsSchema,
     metrics: metricsSchema,
+    inspect: inspectSchema,
     /**
      * Principals a task may act for (`"principal"` in the task message) and what each may call:
      * the third gate before any tool call. Empty: no authorization gate (every task may call

@@ -24,10 +24,13 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
   const ui = values.ui === true ? withDevApprover(loaded) : undefined;
   if (ui) loaded = ui.loaded;
   const logger = createLogger(loaded.config);
-  const stack = await startStack(loaded, logger, { embedded, secure: values.secure === true });
+  const stack = await startStack(loaded, logger, { embedded, secure: values.secure === true, inspect: values.inspect === true });
   logger.info({ nats: stack.url, model: stack.model.provider, secure: stack.usersFile !== undefined }, embedded ? 'troupe is up; Ctrl-C to stop' : 'troupe host is running; Ctrl-C to stop');
   if (stack.usersFile) process.stdout.write(secureModeNotice(stack.usersFile));
   if (stack.host.metricsUrl) process.stdout.write(`metrics: ${stack.host.metricsUrl}\n`);
+  if (stack.inspector) {
+    process.stdout.write(`XState inspector relay: ${stack.inspector.url}${stack.inspector.pageUrl ? `\n  open ${stack.inspector.pageUrl} to watch every task's statecharts live in the Stately inspector (it needs internet access to stately.ai)` : ''}\n`);
+  }
   const page = ui ? await startDevApprover(loaded, ui.key, Number(values['ui-port'] ?? 8080)) : undefined;
   if (page) {
     process.stdout.write(`approver page: ${page.url}\n`);
@@ -42,8 +45,8 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
 
 export const upCommand: Command = {
   summary: 'run troupe until Ctrl-C: its own nats-server (unless NATS_URL is set; --secure: with per-role users), a host and the model',
-  usage: 'troupe up [--secure] [--ui [--ui-port 8080]] [--config file]',
-  options: { secure: { type: 'boolean' }, ui: { type: 'boolean' }, 'ui-port': { type: 'string' } },
+  usage: 'troupe up [--secure] [--inspect] [--ui [--ui-port 8080]] [--config file]',
+  options: { secure: { type: 'boolean' }, inspect: { type: 'boolean' }, ui: { type: 'boolean' }, 'ui-port': { type: 'string' } },
   run: ({ values }) => runUntilSignal(values, true),
 };
 

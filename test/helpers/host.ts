@@ -7,7 +7,7 @@ import type { TroupeConfigInput } from '../../config/schema.ts';
 import { connectNats } from '../../runtime/connection.ts';
 
 /** A host in this process against a test server; dispose it to drain and disconnect. */
-export async function startHost(url: string, agents: Agent<any>[], model: ModelClient, config: TroupeConfigInput = {}, extra: { hostId?: string; faults?: ConstructorParameters<typeof Host>[0]['faults'] } = {}) {
+export async function startHost(url: string, agents: Agent<any>[], model: ModelClient, config: TroupeConfigInput = {}, extra: { hostId?: string; faults?: ConstructorParameters<typeof Host>[0]['faults']; inspect?: ConstructorParameters<typeof Host>[0]['inspect'] } = {}) {
   const nc = await connectNats({ servers: [url], name: 'troupe-test-host' });
   const host = new Host({
     nc,
