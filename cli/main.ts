@@ -12,6 +12,7 @@ import { simulatorCommand } from './commands/simulator.ts';
 import { statusCommand, tasksCommand } from './commands/status.ts';
 import { sendCommand } from './commands/send.ts';
 import { submitCommand } from './commands/submit.ts';
+import { replayCommand } from './commands/replay.ts';
 import { traceCommand } from './commands/trace.ts';
 import { workerCommand } from './commands/worker.ts';
 
@@ -29,6 +30,7 @@ const commands: Record<string, Command> = {
   worker: workerCommand,
   submit: submitCommand,
   status: statusCommand,
+  replay: replayCommand,
   trace: traceCommand,
   cancel: cancelCommand,
   send: sendCommand,

@@ -79,8 +79,9 @@ function streamReader(stream: string): string[] {
  * - approvers: publish decisions (`<prefix>.decisions.*`), read the snapshot bucket (to list what
  *   is parked) and task events (to see a host's verdict on a decision), receive on `_INBOX.>`.
  *   They cannot write the bucket, submit tasks or touch streams.
- * - observers (`troupe status`, `tasks`, `approvals`, `breakers`, dashboards): read the snapshot
- *   and breaker buckets and task events, receive on `_INBOX.>`, and publish nothing else.
+ * - observers (`troupe status`, `tasks`, `approvals`, `breakers`, `trace`, `replay`, dashboards):
+ *   read the snapshot, breaker and ledger buckets and task events, receive on `_INBOX.>`, and
+ *   publish nothing else.
  */
 export function rolePermissions(s: Subjects = makeSubjects()): Record<NatsRole, RolePermissions> {
   const kvStream = `KV_${s.buckets.snapshots}`;
@@ -98,7 +99,7 @@ export function rolePermissions(s: Subjects = makeSubjects()): Record<NatsRole, 
       subscribe: ['_INBOX.>'],
     },
     observers: {
-      publish: ['$JS.API.INFO', '$JS.FC.>', ...streamReader(s.streams.events), ...streamReader(kvStream), ...streamReader(`KV_${s.buckets.breakers}`)],
+      publish: ['$JS.API.INFO', '$JS.FC.>', ...streamReader(s.streams.events), ...streamReader(kvStream), ...streamReader(`KV_${s.buckets.breakers}`), ...streamReader(`KV_${s.buckets.ledger}`)],
       subscribe: ['_INBOX.>'],
     },
   };
