@@ -90,6 +90,11 @@ interface AgentCommon<I> {
   description: string;
   /** Schema of a task's `input`; submissions that do not parse are rejected with the reason. */
   input: z.ZodType<I>;
+  /**
+   * Schema of a task's output. A task that ends done with output that does not match is flagged
+   * (a `flag` event): the semantic failure a crash detector would miss. @default not checked
+   */
+  output?: z.ZodType;
   /** A valid input, shown by `troupe agents` and used by the demo. */
   exampleInput?: I;
   /**
@@ -155,6 +160,7 @@ export interface Agent<I = unknown> {
   readonly name: string;
   readonly description: string;
   readonly input: z.ZodType<I>;
+  readonly output: z.ZodType | undefined;
   readonly exampleInput: I | undefined;
   readonly version: string;
   readonly system: string;
@@ -184,6 +190,7 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     name: definition.name,
     description: definition.description,
     input: definition.input,
+    output: definition.output,
     exampleInput: definition.exampleInput,
     version: definition.version ?? '1',
     system: definition.system ?? '',

@@ -11,7 +11,7 @@ import { subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts'
 import { TaskEvents } from '../runtime/task-events.ts';
 import { TaskQueue } from '../runtime/task-queue.ts';
 import { ensureTopology, type Topology } from '../runtime/topology.ts';
-import { ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
+import { baselineSchema, ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent, ResolvedLimits } from './agent.ts';
 import { Breakers } from './breakers.ts';
 import { CancelDesk } from './cancel-desk.ts';
@@ -21,6 +21,7 @@ import type { InspectionObserver } from './task-supervisor.ts';
 import { Inbox } from './inbox.ts';
 import { InboxDesk } from './inbox-desk.ts';
 import { HostMetrics } from './metrics.ts';
+import { SemanticChecks } from './semantic-checks.ts';
 import type { Server } from 'node:http';
 import type { ToolExecution } from './tool-effect.ts';
 import { compileOutputPolicy } from '../sandbox/output.ts';
@@ -111,7 +112,7 @@ export class Host implements AsyncDisposable {
     this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log, inbox });
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, snapshotWritten: (ms) => this.metrics.snapshotWritten(ms), inspect: this.o.inspect, delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, snapshotWritten: (ms) => this.metrics.snapshotWritten(ms), inspect: this.o.inspect, semantic: new SemanticChecks({ baselines: new JsonKv(this.topology.baselines, this.subjects.buckets.baselines, baselineSchema), events: this.events, clock: this.clock, logger: this.log }), delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,

@@ -43,6 +43,7 @@ export class HostMetrics {
   private readonly decisions = new Counter('troupe_decisions_total', 'Approvers\' decisions applied, by verdict.');
   private readonly waited = new Counter('troupe_approval_wait_seconds', 'Time requests waited for a decision (sum and count).');
   private readonly limits = new Counter('troupe_limit_breaches_total', 'Limits reached, by agent, limit and action (stop, escalate).');
+  private readonly flags = new Counter('troupe_flags_total', 'Semantic failures flagged (output schema, tool output, cost or steps anomaly), by agent and kind.');
   private readonly writes = new Counter('troupe_snapshot_write_seconds', 'Snapshot writes (compare-and-set) and their latency (sum and count).');
 
   constructor(private readonly gauges: { running: () => number; breakers: () => ReadonlyMap<string, { state: string }> }) {}
@@ -85,6 +86,9 @@ export class HostMetrics {
       case 'limit':
         this.limits.inc({ agent, limit: e.limit, action: e.action });
         break;
+      case 'flag':
+        this.flags.inc({ agent, kind: e.kind });
+        break;
       default:
         break;
     }
@@ -113,6 +117,7 @@ export class HostMetrics {
       ...this.decisions.render(),
       ...this.waited.render('summary'),
       ...this.limits.render(),
+      ...this.flags.render(),
       ...this.writes.render('summary'),
       '# HELP troupe_breaker_open Circuit breakers shared by all hosts: 1 while open or half-open.',
       '# TYPE troupe_breaker_open gauge',

@@ -4,6 +4,7 @@ import { runWait } from './inbox.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent } from './agent.ts';
 import { LimitReachedSignal } from './errors.ts';
+import { ErrorCode } from '../common/errors.ts';
 import { runModelEffect } from './model-effect.ts';
 import type { TaskRunnerDeps } from './task-runner.ts';
 import type { TaskSupervisor } from './task-supervisor.ts';
@@ -129,6 +130,9 @@ export class TaskEffects {
         onResult: (report) => {
           this.o.count((usage) => ({ ...usage, toolCalls: usage.toolCalls + 1 }));
           deps.events.emit(taskId, { type: 'tool', ...report, args: argsPreview(input.calls.find((c) => c.key === report.key)?.input) }, `${report.key}:tool`);
+          if (report.error?.code === ErrorCode.invalidToolOutput) {
+            deps.events.emit(taskId, { type: 'flag', kind: 'tool_output', message: `${report.tool} "succeeded" with output that breaks its own schema: ${report.error.message}` }, `${report.key}:flag`);
+          }
         },
       },
       signal,

@@ -4,6 +4,7 @@ import type { ToolExecution } from './tool-effect.ts';
 import type { TaskTree } from './task-tree.ts';
 import type { DelegationDeps } from './delegation.ts';
 import type { Inbox } from './inbox.ts';
+import type { SemanticChecks } from './semantic-checks.ts';
 import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine, type Snapshot } from 'xstate';
 import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
@@ -53,6 +54,8 @@ export interface TaskRunnerDeps {
   inbox: Inbox;
   /** Told each snapshot write's latency (metrics). */
   snapshotWritten?: (ms: number) => void;
+  /** Flags what looks wrong although nothing crashed, when a task ends. */
+  semantic?: SemanticChecks | undefined;
   /** The XState inspector (`troupe up --inspect`): sees every agent and supervisor actor. */
   inspect?: InspectionObserver | undefined;
 }
@@ -538,10 +541,12 @@ export class TaskRunner {
     this.outcome = outcome;
     try {
       await this.checkpoint(true);
+      await this.deps.semantic?.check(this.writer.written, this.agent.output).catch((err: unknown) => this.log.warn({ err }, 'semantic checks not run'));
       await this.deps.events.publish(this.taskId, outcome.status === 'done' ? { type: 'done', output: outcome.output } : { type: 'failed', error: outcome.error }, `${this.taskId}:end`);
       this.log.info({ outcome: outcome.status, ...(outcome.status === 'failed' ? { error: outcome.error } : {}) }, 'task ended');
       this.end('finished');
       await this.deps.tree.ended(this.writer.written).catch((err: unknown) => this.log.warn({ err }, 'parent or children not told of the end; the sweep will'));
+      await this.deps.semantic?.learnFrom(this.writer.written).catch((err: unknown) => this.log.warn({ err }, 'baseline not updated'));
     } catch (err) {
       this.log.warn({ err }, 'task outcome not recorded; leaving the task to be resumed');
       this.end('abandoned');

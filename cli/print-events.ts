@@ -33,6 +33,8 @@ export function formatEvent(e: TaskEvent): string | undefined {
       return `decision ${e.verdict} by ${e.approverName} on ${e.requestId}${e.awaiting ? ` (${e.awaiting} more approver(s) needed)` : ''}`;
     case 'decision_refused':
       return `decision refused${e.requestId ? ` on ${e.requestId}` : ''}: ${e.error.code}: ${e.error.message}`;
+    case 'flag':
+      return `FLAG ${e.kind}: ${e.message}`;
     case 'done':
       return `done`;
     case 'failed':

@@ -54,6 +54,7 @@ export interface Subjects {
     readonly snapshots: string;
     readonly ledger: string;
     readonly breakers: string;
+    readonly baselines: string;
   };
   /** Durable consumer shared by all hosts on the task stream. */
   readonly hostsConsumer: string;
@@ -108,6 +109,7 @@ export function subjects(prefix = 'troupe'): Subjects {
       snapshots: `${prefix.replace(/-/g, '_')}_snapshots`,
       ledger: `${prefix.replace(/-/g, '_')}_ledger`,
       breakers: `${prefix.replace(/-/g, '_')}_breakers`,
+      baselines: `${prefix.replace(/-/g, '_')}_baselines`,
     }),
     hostsConsumer: `${prefix}-hosts`,
     workersQueue: `${prefix}-workers`,

@@ -31,6 +31,8 @@ export interface Topology {
   snapshots: KV;
   ledger: KV;
   breakers: KV;
+  /** Per-agent running averages of a task's cost and steps (anomaly flags). */
+  baselines: KV;
 }
 
 const ms = (n: number) => n * 1_000_000;
@@ -111,7 +113,8 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
   const snapshots = await kvm.create(s.buckets.snapshots, { history: 1, replicas: o.replicas });
   const ledger = await kvm.create(s.buckets.ledger, { history: 1, replicas: o.replicas });
   const breakers = await kvm.create(s.buckets.breakers, { history: 1, replicas: o.replicas });
-  return { js, jsm, snapshots, ledger, breakers };
+  const baselines = await kvm.create(s.buckets.baselines, { history: 1, replicas: o.replicas });
+  return { js, jsm, snapshots, ledger, breakers, baselines };
 }
 
 async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -122,6 +122,14 @@ export const taskEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('escalated'), ...eventBase, requestId: z.string(), reason: z.string(), tier: z.number().optional() }),
   z.object({ type: z.literal('decision'), ...eventBase, decisionId: z.string(), requestId: z.string(), verdict: z.enum(['approve', 'reject', 'edit']), approver: z.string(), approverName: z.string(), /** Approvals still needed for a quorum; absent once the decision took effect. */ awaiting: z.number().optional(), /** How long the request waited for this decision. */ waitedMs: z.number().optional() }),
   z.object({ type: z.literal('decision_refused'), ...eventBase, decisionId: z.string().optional(), requestId: z.string().optional(), error: wireErrorSchema }),
+  z.object({
+    type: z.literal('flag'),
+    ...eventBase,
+    /** What looks wrong although nothing crashed. */
+    kind: z.enum(['output_schema', 'tool_output', 'cost_anomaly', 'steps_anomaly']),
+    message: z.string(),
+    details: z.record(z.string(), z.unknown()).optional(),
+  }),
   z.object({ type: z.literal('done'), ...eventBase, output: z.unknown() }),
   z.object({ type: z.literal('failed'), ...eventBase, error: wireErrorSchema }),
 ]);
@@ -307,3 +315,7 @@ export const inboxMessageSchema = z
   })
   .strict();
 export type InboxMessage = z.infer<typeof inboxMessageSchema>;
+
+/** An agent's running averages of what a finished task costs (KV `<prefix>_baselines`, by agent). */
+export const baselineSchema = z.object({ v: z.literal(1), tasks: z.number(), meanUsd: z.number(), meanSteps: z.number(), updatedAt: z.number() });
+export type Baseline = z.infer<typeof baselineSchema>;

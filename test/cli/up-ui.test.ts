@@ -27,6 +27,8 @@ describe('troupe up --ui', () => {
       while (!/approver page: (http:\S+)/.test(stdout) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
       const url = /approver page: (http:\S+?)\/?$/m.exec(stdout)?.[1];
       expect(url, `stdout: ${stdout}\nstderr: ${stderr}`).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      // The warning is a log line, written a moment after the URL on another stream.
+      while (!stderr.includes('DEVELOPMENT key') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
       expect(stderr).toContain('DEVELOPMENT key');
       const page = await fetch(`${url}/`);
       expect(page.status).toBe(200);

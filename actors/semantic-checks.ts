@@ -1,0 +1,72 @@
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import type { Clock } from '../common/clock.ts';
+import { formatIssues } from '../config/load.ts';
+import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
+import type { TaskEvents } from '../runtime/task-events.ts';
+import type { Baseline, SnapshotEnvelope } from '../runtime/wire.ts';
+
+/** A task this many times above its agent's usual cost or steps is flagged. */
+export const ANOMALY_FACTOR = 5;
+/** Finished tasks an agent needs before its baseline is trusted. */
+export const BASELINE_MIN_TASKS = 5;
+
+/**
+ * Semantic failure detection: what looks wrong although nothing crashed, raised as `flag`
+ * events (and so in `troupe trace` and the metrics). At a task's successful end: its output is
+ * checked against the agent's declared `output` schema, and its cost and steps against the
+ * agent's baseline (running averages shared by all hosts in KV), which the task then joins.
+ */
+const spentBy = (env: SnapshotEnvelope) => ({ usd: env.usage?.costUsd ?? 0, steps: env.usage?.modelCalls ?? 0 });
+
+export class SemanticChecks {
+  constructor(private readonly o: { baselines: JsonKv<Baseline>; events: TaskEvents; clock: Clock; logger: Logger }) {}
+
+  /**
+   * Flags a task that ended done (before its end is announced, so the end stays its last
+   * event): output against the agent's schema, cost and steps against the agent's baseline.
+   */
+  async check(env: SnapshotEnvelope, outputSchema: z.ZodType | undefined): Promise<void> {
+    if (env.outcome?.status !== 'done') return;
+    const flag = (kind: 'output_schema' | 'cost_anomaly' | 'steps_anomaly', message: string, details?: Record<string, unknown>) =>
+      this.o.events.publish(env.taskId, { type: 'flag', kind, message, ...(details ? { details } : {}) }, `${env.taskId}:flag:${kind}`);
+    if (outputSchema) {
+      const parsed = outputSchema.safeParse(env.outcome.output);
+      if (!parsed.success) await flag('output_schema', `the output does not match agent ${env.agent}'s output schema:\n${formatIssues(parsed.error)}`);
+    }
+    const { usd, steps } = spentBy(env);
+    const b = (await this.o.baselines.get(env.agent).catch(() => undefined))?.value;
+    if (!b || b.tasks < BASELINE_MIN_TASKS) return;
+    if (b.meanUsd > 0 && usd > ANOMALY_FACTOR * b.meanUsd) {
+      await flag('cost_anomaly', `cost $${usd.toFixed(6)} is ${(usd / b.meanUsd).toFixed(1)}x agent ${env.agent}'s usual $${b.meanUsd.toFixed(6)}`, { usd, meanUsd: b.meanUsd, tasks: b.tasks });
+    }
+    if (b.meanSteps > 0 && steps > ANOMALY_FACTOR * b.meanSteps) {
+      await flag('steps_anomaly', `${steps} model calls is ${(steps / b.meanSteps).toFixed(1)}x agent ${env.agent}'s usual ${b.meanSteps.toFixed(1)}`, { steps, meanSteps: b.meanSteps, tasks: b.tasks });
+    }
+  }
+
+  /** Adds a task that ended done to its agent's baseline. */
+  async learnFrom(env: SnapshotEnvelope): Promise<void> {
+    if (env.outcome?.status !== 'done') return;
+    const { usd, steps } = spentBy(env);
+    await this.learn(env.agent, usd, steps, await this.o.baselines.get(env.agent));
+  }
+
+  /** Adds a finished task to its agent's running averages (compare-and-set; a lost race is retried). */
+  private async learn(agent: string, usd: number, steps: number, current: Awaited<ReturnType<JsonKv<Baseline>['get']>> | undefined): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const b = current?.value;
+      const n = (b?.tasks ?? 0) + 1;
+      const next: Baseline = { v: 1, tasks: n, meanUsd: ((b?.meanUsd ?? 0) * (n - 1) + usd) / n, meanSteps: ((b?.meanSteps ?? 0) * (n - 1) + steps) / n, updatedAt: this.o.clock.now() };
+      try {
+        if (current) await this.o.baselines.update(agent, next, current.revision);
+        else await this.o.baselines.create(agent, next);
+        return;
+      } catch (err) {
+        if (!(err instanceof RevisionConflictError)) throw err;
+        current = await this.o.baselines.get(agent);
+      }
+    }
+    this.o.logger.warn({ agent }, 'baseline not updated: too many concurrent updates');
+  }
+}
