@@ -4,6 +4,7 @@ import { ensureError, TroupeError, toWireError } from '../common/errors.ts';
 import type { JsonKv } from '../runtime/json-kv.ts';
 import { RevisionConflictError } from '../runtime/json-kv.ts';
 import type { LedgerRecord } from '../runtime/wire.ts';
+import type { AuditLog } from './audit-log.ts';
 import { RecordedEffectError, UnknownOutcomeError } from './errors.ts';
 
 /** One effect to run at most once. */
@@ -64,7 +65,12 @@ export interface EffectGatewayOptions {
   logger: Logger;
   /** Fault injection for crash tests; never set in production. */
   faults?: EffectFaults | undefined;
+  /** Where every effect's start and outcome (with its payload) is recorded. @default none */
+  audit?: AuditLog | undefined;
 }
+
+/** The task an effect key belongs to (`<taskId>/<step>/<callIndex>`). */
+const taskOf = (key: string) => key.slice(0, key.indexOf('/') === -1 ? key.length : key.indexOf('/'));
 
 /**
  * The only way an effect leaves a task: at most one execution per idempotency key.
@@ -134,6 +140,7 @@ export class EffectGateway {
         if (err instanceof RevisionConflictError) continue; // someone else moved first: look again
         throw err;
       }
+      await this.o.audit?.record(taskOf(spec.key), { type: 'effect.started', key: spec.key, kind: spec.kind, name: spec.name, attempt }, `${spec.key}:started:${attempt}`);
       await this.o.faults?.afterStarted?.(spec.key);
       return this.executeAndRecord(spec, attempt, revision);
     }
@@ -152,6 +159,7 @@ export class EffectGateway {
       const found = await spec.reconcile();
       if (found.happened) {
         await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result: found.result, attempt: 0, at: this.o.clock.now() }, revision);
+        await this.audited(spec, 0, found.result);
         this.o.logger.info({ key: spec.key, tool: spec.name }, 'unknown outcome reconciled: the call had happened');
         return { result: found.result, replayed: true };
       }
@@ -174,10 +182,19 @@ export class EffectGateway {
       if (spec.signal?.aborted) throw err;
       const retryable = err instanceof TroupeError ? err.retryable : false;
       await this.record(spec, { v: 1, state: 'failed', kind: spec.kind, name: spec.name, error: toWireError(err), retryable, attempt, at: clock.now() }, revision);
+      await this.o.audit?.record(taskOf(spec.key), { type: 'effect.failed', key: spec.key, kind: spec.kind, name: spec.name, attempt, error: toWireError(err), retryable }, `${spec.key}:failed:${attempt}`);
       throw err;
     }
     await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result, attempt, at: clock.now() }, revision);
+    await this.audited(spec, attempt, result);
     return { result, replayed: false };
+  }
+
+  /** Audits a recorded success with its payload (attempt 0: found by `reconcile`). */
+  private async audited<T>(spec: EffectSpec<T>, attempt: number, result: T): Promise<void> {
+    const audit = this.o.audit;
+    if (!audit) return;
+    await audit.record(taskOf(spec.key), { type: 'effect.succeeded', key: spec.key, kind: spec.kind, name: spec.name, attempt, result: await audit.payload(result) }, `${spec.key}:succeeded`);
   }
 
   private async record<T>(spec: EffectSpec<T>, record: LedgerRecord, revision: number | undefined): Promise<void> {

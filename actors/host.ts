@@ -21,6 +21,7 @@ import type { InspectionObserver } from './task-supervisor.ts';
 import { Inbox } from './inbox.ts';
 import { InboxDesk } from './inbox-desk.ts';
 import { HostMetrics } from './metrics.ts';
+import { AuditLog } from './audit-log.ts';
 import { SemanticChecks } from './semantic-checks.ts';
 import type { Server } from 'node:http';
 import type { ToolExecution } from './tool-effect.ts';
@@ -78,6 +79,7 @@ export class Host implements AsyncDisposable {
   private cancels: CancelDesk | undefined;
   private inboxes: InboxDesk | undefined;
   private metrics!: HostMetrics;
+  private audit!: AuditLog;
   private metricsServer: Server | undefined;
   /** The agent of each task this host runs or just ran, to label its metrics. */
   private readonly agentOf = new Map<string, string>();
@@ -110,7 +112,9 @@ export class Host implements AsyncDisposable {
     await this.breakers.start();
     const inbox = new Inbox(this.topology.jsm, this.subjects);
     this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log, inbox });
-    const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults });
+    this.audit = new AuditLog({ js: this.topology.js, subjects: this.subjects, blobs: this.topology.auditBlobs, redaction: compileOutputPolicy(config.tools), source: this.hostId, clock: this.clock, logger: this.log });
+    this.events.observe((e) => this.audit.fromEvent(e));
+    const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults, audit: this.audit });
     const model = this.o.model;
     this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, snapshotWritten: (ms) => this.metrics.snapshotWritten(ms), inspect: this.o.inspect, semantic: new SemanticChecks({ baselines: new JsonKv(this.topology.baselines, this.subjects.buckets.baselines, baselineSchema), events: this.events, clock: this.clock, logger: this.log }), delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
     this.queue = new TaskQueue(this.topology.js, {
@@ -269,6 +273,7 @@ export class Host implements AsyncDisposable {
       throw err;
     }
     this.agentOf.set(sub.taskId, agent.name);
+    await this.audit.record(sub.taskId, { type: 'task.created', agent: agent.name, input: await this.audit.payload(sub.input), ...(sub.principal ? { principal: sub.principal } : {}), ...(sub.parent ? { parent: sub.parent } : {}) }, 'created');
     await this.events!.publish(sub.taskId, { type: 'accepted', agent: agent.name }, `${sub.taskId}:accepted`);
     this.events!.answer(sub.replyTo, { taskId: sub.taskId, status: 'accepted' });
     this.log.info({ taskId: sub.taskId, agent: agent.name }, 'task accepted');

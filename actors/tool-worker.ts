@@ -14,6 +14,7 @@ import { compileOutputPolicy, type OutputPolicy } from '../sandbox/output.ts';
 import { createToolRunner, type ToolRunner } from '../sandbox/runners/index.ts';
 import type { Tool } from '../sandbox/tool.ts';
 import type { Agent } from './agent.ts';
+import { AuditLog } from './audit-log.ts';
 import { EffectGateway, type EffectFaults } from './effect-gateway.ts';
 import { runLedgered } from './tool-call.ts';
 import { UnknownOutcomeError } from './errors.ts';
@@ -81,8 +82,9 @@ export class ToolWorker {
     const { config, nc } = this.o;
     const topology = await ensureTopology(nc, this.subjects, { ...config.streams, leaseMs: config.host.leaseMs });
     const ledger = new JsonKv<LedgerRecord>(topology.ledger, this.subjects.buckets.ledger, ledgerRecordSchema);
-    this.gateway = new EffectGateway({ ledger, owner: this.workerId, clock: this.clock, logger: this.log, faults: this.o.faults });
     this.output = compileOutputPolicy(config.tools);
+    const audit = new AuditLog({ js: topology.js, subjects: this.subjects, blobs: topology.auditBlobs, redaction: this.output, source: this.workerId, clock: this.clock, logger: this.log });
+    this.gateway = new EffectGateway({ ledger, owner: this.workerId, clock: this.clock, logger: this.log, faults: this.o.faults, audit });
     this.runner = createToolRunner({ threadPoolSize: config.tools.warmPoolSize, bwrapPoolSize: config.tools.warmPoolSize, clock: this.clock });
     await this.runner.prewarm(this.tools.values());
     for (const tool of this.tools.values()) {

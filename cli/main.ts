@@ -4,6 +4,7 @@ import { agentsCommand } from './commands/agents.ts';
 import { approvalsCommand, approveCommand, approverKeyCommand } from './commands/approve.ts';
 import { approverCommand } from './commands/approver.ts';
 import { natsConfigCommand } from './commands/nats-config.ts';
+import { auditCommand } from './commands/audit.ts';
 import { breakersCommand } from './commands/breakers.ts';
 import { cancelCommand } from './commands/cancel.ts';
 import { demoCommand } from './commands/demo.ts';
@@ -32,6 +33,7 @@ const commands: Record<string, Command> = {
   status: statusCommand,
   replay: replayCommand,
   trace: traceCommand,
+  audit: auditCommand,
   cancel: cancelCommand,
   send: sendCommand,
   tasks: tasksCommand,

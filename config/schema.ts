@@ -41,6 +41,8 @@ const streamsSchema = z
     replicas: z.union([z.literal(1), z.literal(3), z.literal(5)]).default(1),
     /** How long task events stay in `TROUPE_EVENTS`. @default 604800000 (7 days) */
     eventsMaxAgeMs: z.number().int().positive().default(7 * 24 * 3600 * 1000),
+    /** How long audit records stay in `TROUPE_AUDIT` (payloads they reference stay as long). @default 2592000000 (30 days) */
+    auditMaxAgeMs: z.number().int().positive().default(30 * 24 * 3600 * 1000),
     /** How long rejected submissions stay in `TROUPE_REJECTED`. @default 604800000 (7 days) */
     rejectedMaxAgeMs: z.number().int().positive().default(7 * 24 * 3600 * 1000),
     /** Window in which a repeated `Nats-Msg-Id` (the taskId) is dropped by JetStream. @default 120000 */

@@ -37,8 +37,10 @@ export interface Subjects {
   hostCancel(hostId: string): string;
   /** `troupe.tools.<tool>`: dispatch to sandboxed workers. */
   tool(name: string): string;
-  /** `troupe.audit.<taskId>` */
+  /** `troupe.audit.<taskId>`: the task's audit records (stream TROUPE_AUDIT). */
   audit(taskId: string): string;
+  /** `troupe.audit.*` */
+  readonly allAudit: string;
   /** The agent named by a task subject, or undefined if the subject is not one. */
   agentOfTaskSubject(subject: string): string | undefined;
   readonly streams: {
@@ -49,12 +51,14 @@ export interface Subjects {
     readonly decisions: string;
     readonly control: string;
     readonly inbox: string;
+    readonly audit: string;
   };
   readonly buckets: {
     readonly snapshots: string;
     readonly ledger: string;
     readonly breakers: string;
     readonly baselines: string;
+    readonly auditBlobs: string;
   };
   /** Durable consumer shared by all hosts on the task stream. */
   readonly hostsConsumer: string;
@@ -91,6 +95,7 @@ export function subjects(prefix = 'troupe'): Subjects {
     allControl: `${prefix}.control.>`,
     hostCancel: (hostId: string) => `${prefix}.host.${hostId.replace(/[^A-Za-z0-9_-]/g, '_')}.cancel`,
     audit: (taskId: string) => `${prefix}.audit.${taskId}`,
+    allAudit: `${prefix}.audit.*`,
     agentOfTaskSubject(subject: string) {
       if (!subject.startsWith(taskPrefix)) return undefined;
       const rest = subject.slice(taskPrefix.length);
@@ -104,12 +109,14 @@ export function subjects(prefix = 'troupe'): Subjects {
       decisions: `${upper}_DECISIONS`,
       control: `${upper}_CONTROL`,
       inbox: `${upper}_INBOX`,
+      audit: `${upper}_AUDIT`,
     }),
     buckets: Object.freeze({
       snapshots: `${prefix.replace(/-/g, '_')}_snapshots`,
       ledger: `${prefix.replace(/-/g, '_')}_ledger`,
       breakers: `${prefix.replace(/-/g, '_')}_breakers`,
       baselines: `${prefix.replace(/-/g, '_')}_baselines`,
+      auditBlobs: `${prefix.replace(/-/g, '_')}_audit_blobs`,
     }),
     hostsConsumer: `${prefix}-hosts`,
     workersQueue: `${prefix}-workers`,

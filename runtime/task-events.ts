@@ -29,16 +29,16 @@ export class TaskEvents {
     const event = { ...body, taskId, at: this.clock.now() } as TaskEvent;
     const ack = await this.js.publish(this.subjects.events(taskId), encoder.encode(JSON.stringify(event)), msgId ? { msgID: msgId } : undefined);
     // Once per event: a re-publication after a crash, dropped by JetStream, is not observed again.
-    if (!ack.duplicate) this.observer?.(event);
+    if (!ack.duplicate) for (const observer of this.observers) observer(event);
     return event;
   }
 
-  /** Sees every event this process published (metrics). */
+  /** Sees every event this process published, once (metrics, the audit log). */
   observe(observer: (event: TaskEvent) => void): void {
-    this.observer = observer;
+    this.observers.push(observer);
   }
 
-  private observer: ((event: TaskEvent) => void) | undefined;
+  private readonly observers: Array<(event: TaskEvent) => void> = [];
 
   /** Publishes an event without waiting; a failure is logged, never thrown (progress is best-effort). */
   emit(taskId: string, body: TaskEventBody, msgId?: string): void {

@@ -1,6 +1,7 @@
 import { DeliverPolicy, type JetStreamClient } from '@nats-io/jetstream';
 import type { Subjects } from './subjects.ts';
-import { taskEventSchema, type TaskEvent } from './wire.ts';
+import type { z } from 'zod';
+import { auditRecordSchema, taskEventSchema, type AuditRecord, type TaskEvent } from './wire.ts';
 
 const decoder = new TextDecoder();
 
@@ -56,17 +57,25 @@ export async function* watchTask(js: JetStreamClient, subjects: Subjects, taskId
 /**
  * The events a task has published so far, without waiting for more: what `troupe status` shows.
  */
-export async function taskHistory(js: JetStreamClient, subjects: Subjects, taskId: string): Promise<TaskEvent[]> {
-  const consumer = await js.consumers.get(subjects.streams.events, {
-    filter_subjects: subjects.events(taskId) as unknown as string[],
-    deliver_policy: DeliverPolicy.All,
-  });
-  const events: TaskEvent[] = [];
+export function taskHistory(js: JetStreamClient, subjects: Subjects, taskId: string): Promise<TaskEvent[]> {
+  return readSubject(js, subjects.streams.events, subjects.events(taskId), taskEventSchema);
+}
+
+/** A task's audit records so far, oldest first (`troupe audit`). */
+export function auditHistory(js: JetStreamClient, subjects: Subjects, taskId: string): Promise<AuditRecord[]> {
+  return readSubject(js, subjects.streams.audit, subjects.audit(taskId), auditRecordSchema);
+}
+
+/** Every message on one subject of a stream so far, parsed (records that do not parse are skipped). */
+async function readSubject<T>(js: JetStreamClient, stream: string, subject: string, schema: z.ZodType<T>): Promise<T[]> {
+  // nats-server 2.9 takes one filter subject, as a string.
+  const consumer = await js.consumers.get(stream, { filter_subjects: subject as unknown as string[], deliver_policy: DeliverPolicy.All });
+  const out: T[] = [];
   for (;;) {
     const m = await consumer.next({ expires: 1000 });
-    if (!m) return events;
-    const parsed = taskEventSchema.safeParse(JSON.parse(decoder.decode(m.data)));
-    if (parsed.success) events.push(parsed.data);
-    if (m.info.pending === 0) return events;
+    if (!m) return out;
+    const parsed = schema.safeParse(JSON.parse(decoder.decode(m.data)));
+    if (parsed.success) out.push(parsed.data);
+    if (m.info.pending === 0) return out;
   }
 }

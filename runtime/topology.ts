@@ -18,6 +18,8 @@ import type { Subjects } from './subjects.ts';
 export interface TopologyOptions {
   replicas: 1 | 3 | 5;
   eventsMaxAgeMs: number;
+  /** @default 30 days */
+  auditMaxAgeMs?: number;
   rejectedMaxAgeMs: number;
   duplicateWindowMs: number;
   /** Ack wait of the hosts' consumer: how long a silent host keeps its tasks. */
@@ -33,6 +35,8 @@ export interface Topology {
   breakers: KV;
   /** Per-agent running averages of a task's cost and steps (anomaly flags). */
   baselines: KV;
+  /** Audit payloads too large to inline, stored once by content hash. */
+  auditBlobs: KV;
 }
 
 const ms = (n: number) => n * 1_000_000;
@@ -79,6 +83,8 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
   ] as const) {
     await upsertStream(jsm, { name, subjects: [subject], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: o.replicas, max_age: ms(o.eventsMaxAgeMs), duplicate_window: ms(o.duplicateWindowMs), discard: DiscardPolicy.Old });
   }
+  // The audit trail: one record per fact, kept longer than progress events (it is evidence).
+  await upsertStream(jsm, { name: s.streams.audit, subjects: [s.allAudit], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: o.replicas, max_age: ms(o.auditMaxAgeMs ?? 30 * 24 * 3600 * 1000), duplicate_window: ms(o.duplicateWindowMs), discard: DiscardPolicy.Old });
   // A task's inbox is read by sequence with direct gets ("the first event after N"), so a wait
   // replays the same way on any host.
   await upsertStream(jsm, { name: s.streams.inbox, subjects: [s.allInbox], retention: RetentionPolicy.Limits, storage: StorageType.File, num_replicas: o.replicas, max_age: ms(o.eventsMaxAgeMs), duplicate_window: ms(o.duplicateWindowMs), discard: DiscardPolicy.Old, allow_direct: true });
@@ -114,7 +120,8 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
   const ledger = await kvm.create(s.buckets.ledger, { history: 1, replicas: o.replicas });
   const breakers = await kvm.create(s.buckets.breakers, { history: 1, replicas: o.replicas });
   const baselines = await kvm.create(s.buckets.baselines, { history: 1, replicas: o.replicas });
-  return { js, jsm, snapshots, ledger, breakers, baselines };
+  const auditBlobs = await kvm.create(s.buckets.auditBlobs, { history: 1, replicas: o.replicas, ttl: o.auditMaxAgeMs ?? 30 * 24 * 3600 * 1000 });
+  return { js, jsm, snapshots, ledger, breakers, baselines, auditBlobs };
 }
 
 async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {

@@ -319,3 +319,31 @@ export type InboxMessage = z.infer<typeof inboxMessageSchema>;
 /** An agent's running averages of what a finished task costs (KV `<prefix>_baselines`, by agent). */
 export const baselineSchema = z.object({ v: z.literal(1), tasks: z.number(), meanUsd: z.number(), meanSteps: z.number(), updatedAt: z.number() });
 export type Baseline = z.infer<typeof baselineSchema>;
+
+/** A payload in an audit record: inline when small, else stored once by its content hash. */
+export const auditPayloadSchema = z.union([z.object({ inline: z.unknown() }), z.object({ ref: z.string(), bytes: z.number() })]);
+export type AuditPayload = z.infer<typeof auditPayloadSchema>;
+
+const auditBase = { v: z.literal(1), taskId: z.string(), at: z.number(), source: z.string() };
+
+/**
+ * One fact of the audit trail, on `troupe.audit.<taskId>` (stream TROUPE_AUDIT): enough to
+ * reconstruct what a task did and why, and to replay it. Written by the effect gateway (effects
+ * and their payloads, on hosts and workers), and from what hosts publish about gates, approvals,
+ * decisions, limits, flags and ends. Secrets are redacted before anything is written.
+ */
+export const auditRecordSchema = z.discriminatedUnion('type', [
+  z.object({ ...auditBase, type: z.literal('task.created'), agent: z.string(), input: auditPayloadSchema, principal: z.string().optional(), parent: z.object({ taskId: z.string(), key: z.string() }).optional() }),
+  z.object({ ...auditBase, type: z.literal('effect.started'), key: z.string(), kind: z.string(), name: z.string(), attempt: z.number() }),
+  z.object({ ...auditBase, type: z.literal('effect.succeeded'), key: z.string(), kind: z.string(), name: z.string(), attempt: z.number(), result: auditPayloadSchema }),
+  z.object({ ...auditBase, type: z.literal('effect.failed'), key: z.string(), kind: z.string(), name: z.string(), attempt: z.number(), error: wireErrorSchema, retryable: z.boolean() }),
+  z.object({ ...auditBase, type: z.literal('gate.refused'), key: z.string(), tool: z.string(), gate: z.string(), error: wireErrorSchema }),
+  z.object({ ...auditBase, type: z.literal('approval.requested'), requestId: z.string(), reason: z.string(), tier: z.number().optional() }),
+  z.object({ ...auditBase, type: z.literal('decision.applied'), requestId: z.string(), verdict: z.string(), approver: z.string(), approverName: z.string(), waitedMs: z.number().optional() }),
+  z.object({ ...auditBase, type: z.literal('decision.refused'), requestId: z.string().optional(), error: wireErrorSchema }),
+  z.object({ ...auditBase, type: z.literal('limit.reached'), limit: z.string(), used: z.number(), max: z.number(), action: z.string() }),
+  z.object({ ...auditBase, type: z.literal('flag'), kind: z.string(), message: z.string() }),
+  z.object({ ...auditBase, type: z.literal('task.ended'), status: z.enum(['done', 'failed']), error: wireErrorSchema.optional() }),
+]);
+export type AuditRecord = z.infer<typeof auditRecordSchema>;
+export type AuditRecordBody = AuditRecord extends infer R ? (R extends AuditRecord ? Omit<R, 'v' | 'taskId' | 'at' | 'source'> : never) : never;

@@ -80,7 +80,8 @@ function streamReader(stream: string): string[] {
  *   is parked) and task events (to see a host's verdict on a decision), receive on `_INBOX.>`.
  *   They cannot write the bucket, submit tasks or touch streams.
  * - observers (`troupe status`, `tasks`, `approvals`, `breakers`, `trace`, `replay`, dashboards):
- *   read the snapshot, breaker and ledger buckets and task events, receive on `_INBOX.>`, and
+ *   read the snapshot, breaker, ledger and audit-blob buckets, task events and the audit trail,
+ *   receive on `_INBOX.>`, and
  *   publish nothing else.
  */
 export function rolePermissions(s: Subjects = makeSubjects()): Record<NatsRole, RolePermissions> {
@@ -99,7 +100,7 @@ export function rolePermissions(s: Subjects = makeSubjects()): Record<NatsRole, 
       subscribe: ['_INBOX.>'],
     },
     observers: {
-      publish: ['$JS.API.INFO', '$JS.FC.>', ...streamReader(s.streams.events), ...streamReader(kvStream), ...streamReader(`KV_${s.buckets.breakers}`), ...streamReader(`KV_${s.buckets.ledger}`)],
+      publish: ['$JS.API.INFO', '$JS.FC.>', ...streamReader(s.streams.events), ...streamReader(kvStream), ...streamReader(`KV_${s.buckets.breakers}`), ...streamReader(`KV_${s.buckets.ledger}`), ...streamReader(s.streams.audit), ...streamReader(`KV_${s.buckets.auditBlobs}`)],
       subscribe: ['_INBOX.>'],
     },
   };

@@ -37,7 +37,7 @@ describe('compileConfig', () => {
     expect(c.agents).toEqual([]);
     expect(c.limits).toEqual({ steps: 8, wallClockMs: 90_000, noProgress: 3, onBreach: {} });
     expect(c.host).toEqual({ concurrency: 1000, leaseMs: 30_000, maxDeliver: 10, maxTaskBytes: 256 * 1024, drainTimeoutMs: 10_000, restartIntensity: 3, restartPeriodMs: 60_000, restartBackoffMs: 200, approvalSweepMs: 5_000 });
-    expect(c.streams).toEqual({ replicas: 1, eventsMaxAgeMs: 7 * 24 * 3600 * 1000, rejectedMaxAgeMs: 7 * 24 * 3600 * 1000, duplicateWindowMs: 120_000 });
+    expect(c.streams).toEqual({ replicas: 1, eventsMaxAgeMs: 7 * 24 * 3600 * 1000, rejectedMaxAgeMs: 7 * 24 * 3600 * 1000, duplicateWindowMs: 120_000, auditMaxAgeMs: 30 * 24 * 3600 * 1000 });
     expect(c.nats).toEqual({ name: 'troupe' });
     expect(c.embedded).toEqual({ storeDir: '.troupe/nats', port: 0, binary: 'nats-server' });
     expect(c.log.level).toBe('info');

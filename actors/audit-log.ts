@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import type { Logger } from 'pino';
+import type { Clock } from '../common/clock.ts';
+import type { Subjects } from '../runtime/subjects.ts';
+import type { AuditPayload, AuditRecord, AuditRecordBody, TaskEvent } from '../runtime/wire.ts';
+import { redactText, type OutputPolicy } from '../sandbox/output.ts';
+
+/** Payloads up to this size (JSON bytes) are kept inline in their record. */
+export const INLINE_PAYLOAD_BYTES = 1024;
+
+const encoder = new TextEncoder();
+
+/**
+ * Writes a task's audit trail. Every record is redacted (the same secrets and patterns as tool
+ * output) before it leaves the process; large payloads are stored once in the blobs bucket under
+ * their sha256 and referenced. Each record has a message id, so a record written again after a
+ * crash is dropped by JetStream. Writing never fails the task: a lost record is logged.
+ */
+export class AuditLog {
+  constructor(
+    private readonly o: { js: JetStreamClient; subjects: Subjects; blobs: KV; redaction: OutputPolicy; source: string; clock: Clock; logger: Logger },
+  ) {}
+
+  /** Records one fact; `id` names it (a repeat with the same id is dropped). */
+  async record(taskId: string, body: AuditRecordBody, id: string): Promise<void> {
+    try {
+      const record = { v: 1, taskId, at: this.o.clock.now(), source: this.o.source, ...body } as AuditRecord;
+      const json = redactText(JSON.stringify(record), this.o.redaction).text;
+      await this.o.js.publish(this.o.subjects.audit(taskId), encoder.encode(json), { msgID: `${taskId}:${id}` });
+    } catch (err) {
+      this.o.logger.warn({ err, taskId, type: body.type }, 'audit record not written');
+    }
+  }
+
+  /** A payload for a record: inline if small, else stored once (redacted) by content hash. */
+  async payload(value: unknown): Promise<AuditPayload> {
+    const json = redactText(JSON.stringify(value) ?? 'null', this.o.redaction).text;
+    const bytes = Buffer.byteLength(json);
+    if (bytes <= INLINE_PAYLOAD_BYTES) return { inline: JSON.parse(json) as unknown };
+    const hash = createHash('sha256').update(json).digest('hex');
+    try {
+      await this.o.blobs.create(hash, encoder.encode(json));
+    } catch {
+      // Already stored: content-addressed, so the same bytes.
+    }
+    return { ref: `sha256:${hash}`, bytes };
+  }
+
+  /** Audit records derived from what a host publishes about its tasks (gates, approvals, decisions, limits, flags, ends). */
+  fromEvent(e: TaskEvent): void {
+    const write = (body: AuditRecordBody, id: string) => void this.record(e.taskId, body, id);
+    switch (e.type) {
+      case 'tool':
+        if (e.gate && e.error) write({ type: 'gate.refused', key: e.key, tool: e.tool, gate: e.gate, error: e.error }, `${e.key}:gate`);
+        break;
+      case 'escalated':
+        write({ type: 'approval.requested', requestId: e.requestId, reason: e.reason, ...(e.tier ? { tier: e.tier } : {}) }, `${e.requestId}:requested:${e.tier ?? 1}`);
+        break;
+      case 'decision':
+        write({ type: 'decision.applied', requestId: e.requestId, verdict: e.awaiting ? 'vote' : e.verdict, approver: e.approver, approverName: e.approverName, ...(e.waitedMs !== undefined ? { waitedMs: e.waitedMs } : {}) }, `${e.decisionId}:decision`);
+        break;
+      case 'decision_refused':
+        write({ type: 'decision.refused', ...(e.requestId ? { requestId: e.requestId } : {}), error: e.error }, `${e.decisionId ?? e.at}:refused`);
+        break;
+      case 'limit':
+        write({ type: 'limit.reached', limit: e.limit, used: e.used, max: e.max, action: e.action }, `limit:${e.limit}:${e.max}`);
+        break;
+      case 'flag':
+        write({ type: 'flag', kind: e.kind, message: e.message }, `flag:${e.kind}:${e.at}`);
+        break;
+      case 'done':
+      case 'failed':
+        write({ type: 'task.ended', status: e.type, ...(e.type === 'failed' ? { error: e.error } : {}) }, 'ended');
+        break;
+      default:
+        break;
+    }
+  }
+}
