@@ -111,6 +111,13 @@ interface AgentCommon<I> {
   /** When a tool call needs a human before it runs. */
   approvals?: ApprovalPolicy;
   /**
+   * A judge: one bounded model call (role `judge`, no tools) at the end of every task that ends
+   * done, given the task's input and output and these instructions; an answer that does not
+   * start with PASS raises a `judge` flag with its reason. It counts against the task's budget.
+   * @default none
+   */
+  judge?: { instructions: string; maxTokens?: number };
+  /**
    * Events this agent's tasks accept on their inbox (`troupe.task.<taskId>.inbox`), by `type`,
    * with a schema for their `data`. A wait refuses (and reports) events of other types or with
    * bad data. @default any event
@@ -161,6 +168,7 @@ export interface Agent<I = unknown> {
   readonly description: string;
   readonly input: z.ZodType<I>;
   readonly output: z.ZodType | undefined;
+  readonly judge: { instructions: string; maxTokens?: number } | undefined;
   readonly exampleInput: I | undefined;
   readonly version: string;
   readonly system: string;
@@ -191,6 +199,7 @@ export function defineAgent<I>(definition: LoopAgentDefinition<I> | MachineAgent
     description: definition.description,
     input: definition.input,
     output: definition.output,
+    judge: definition.judge,
     exampleInput: definition.exampleInput,
     version: definition.version ?? '1',
     system: definition.system ?? '',

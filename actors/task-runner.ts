@@ -428,6 +428,26 @@ export class TaskRunner {
     return this.deps.inspect ? { inspect: this.deps.inspect, systemId: `task:${this.taskId}` } : {};
   }
 
+  /** Asks the agent's judge about a finished task's output; returns its answer. */
+  private async judge(output: unknown): Promise<string> {
+    const judge = this.agent.judge!;
+    const snapshot = this.frozen ? undefined : (this.actor.getSnapshot() as AnyMachineSnapshot);
+    const input = snapshot ? taskInputOf(snapshot) : undefined;
+    const turn = await this.effects.model(
+      {
+        key: `${this.taskId}/judge/0`,
+        role: 'judge',
+        step: this.supervisor.context.used.steps,
+        system: `${judge.instructions}\n\nAnswer with PASS, or with FAIL followed by the reason, in one line.`,
+        tools: [],
+        maxTokens: judge.maxTokens ?? 128,
+        messages: [{ role: 'user', content: `Task input:\n${JSON.stringify(input)}\n\nThe agent's output:\n${typeof output === 'string' ? output : JSON.stringify(output)}` }],
+      },
+      new AbortController().signal,
+    );
+    return turn.content.filter((b) => b.type === 'text').map((b) => (b as { text: string }).text).join('');
+  }
+
   /** The task was handed over and the new task ended: this one ends with its outcome. */
   private async handedOff(signal: HandoffSignal): Promise<void> {
     if (this.ending) return;
@@ -540,7 +560,12 @@ export class TaskRunner {
     this.progress.flush();
     this.outcome = outcome;
     try {
+      // The judge's call is an effect like any other: recorded (a replay gets the same verdict), and paid for by the task.
+      const verdict = outcome.status === 'done' && this.agent.judge ? await this.judge(outcome.output).catch((err: unknown) => void this.log.warn({ err }, 'judge not consulted')) : undefined;
       await this.checkpoint(true);
+      if (verdict && !/^\s*PASS\b/i.test(verdict)) {
+        await this.deps.events.publish(this.taskId, { type: 'flag', kind: 'judge', message: `the judge did not pass the output: ${verdict.trim().slice(0, 500)}` }, `${this.taskId}:flag:judge`);
+      }
       await this.deps.semantic?.check(this.writer.written, this.agent.output).catch((err: unknown) => this.log.warn({ err }, 'semantic checks not run'));
       await this.deps.events.publish(this.taskId, outcome.status === 'done' ? { type: 'done', output: outcome.output } : { type: 'failed', error: outcome.error }, `${this.taskId}:end`);
       this.log.info({ outcome: outcome.status, ...(outcome.status === 'failed' ? { error: outcome.error } : {}) }, 'task ended');

@@ -126,7 +126,7 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     type: z.literal('flag'),
     ...eventBase,
     /** What looks wrong although nothing crashed. */
-    kind: z.enum(['output_schema', 'tool_output', 'cost_anomaly', 'steps_anomaly']),
+    kind: z.enum(['output_schema', 'tool_output', 'cost_anomaly', 'steps_anomaly', 'judge']),
     message: z.string(),
     details: z.record(z.string(), z.unknown()).optional(),
   }),

@@ -24,6 +24,8 @@ beforeAll(async () => {
       scripts: [
         { name: 'heavy', match: { firstUser: 'heavy' }, turns: [use(1), use(2), use(3), use(4), use(5), use(6), { text: 'done at last' }] },
         { name: 'garbage', match: { firstUser: 'garbage' }, turns: [use(99), { text: 'ok' }] },
+        { name: 'strict judge', match: { system: 'strict judge' }, turns: [{ text: 'FAIL: the answer ignores the order id' }] },
+        { name: 'lenient judge', match: { system: 'lenient judge' }, turns: [{ text: 'PASS' }] },
         { name: 'plain', turns: [{ text: 'a plain answer' }] },
       ],
     },
@@ -66,6 +68,28 @@ describe('semantic failure flags', () => {
       const metrics = await (await fetch(host.metricsUrl!)).text();
       expect(metrics).toContain('troupe_flags_total{agent="flagged",kind="steps_anomaly"} 1');
       expect(metrics).toContain('troupe_flags_total{agent="flagged",kind="tool_output"} 1');
+    } finally {
+      await host.stop();
+    }
+  });
+
+  it('asks a configured judge about the output with one bounded model call, and flags a FAIL', async () => {
+    const judged = (name: string, instructions: string) => defineAgent({ name, description: name, input: z.object({ q: z.string() }), system: `judged ${name}`, judge: { instructions, maxTokens: 32 }, prompt: (i) => i.q });
+    const strict = judged('strict', 'You are a strict judge of support answers.');
+    const lenient = judged('lenient', 'You are a lenient judge of support answers.');
+    const host = await startHost(nats.url, [strict, lenient], createAnthropicModelClient({ apiKey: 'k', baseURL: sim.url }));
+    try {
+      await submit(nats.nc, nats.js, 'strict', { taskId: 'jd-1', input: { q: 'where is A-1?' } });
+      const failed = await eventsUntilEnd(nats.js, 'jd-1');
+      expect(flagsOf(failed)).toMatchObject([{ kind: 'judge', message: expect.stringContaining('FAIL: the answer ignores the order id') }]);
+      const judgeCall = failed.find((e) => e.type === 'model' && (e as { role: string }).role === 'judge');
+      expect(judgeCall).toMatchObject({ key: 'jd-1/judge/0', usage: { outputTokens: expect.any(Number) } });
+      expect(failed.at(-1)).toMatchObject({ type: 'done', output: 'a plain answer' });
+
+      await submit(nats.nc, nats.js, 'lenient', { taskId: 'jd-2', input: { q: 'where is A-1?' } });
+      const passed = await eventsUntilEnd(nats.js, 'jd-2');
+      expect(flagsOf(passed)).toEqual([]);
+      expect(passed.some((e) => e.type === 'model' && (e as { role: string }).role === 'judge')).toBe(true);
     } finally {
       await host.stop();
     }
