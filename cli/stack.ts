@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import { createWebSocketInspector } from '@statelyai/inspect';
+import type { Agent } from '../actors/agent.ts';
 import { Host } from '../actors/host.ts';
 import { startInspectorRelay } from '../inspect/relay.ts';
 import { isolatedTools, ToolWorker } from '../actors/tool-worker.ts';
@@ -35,6 +36,8 @@ export interface Stack extends AsyncDisposable {
   url: string;
   nc: NatsConnection;
   host: Host;
+  /** The agents the host runs, as loaded from the config's agent modules. */
+  agents: readonly Agent<any>[];
   /** The XState inspector's relay (`--inspect`): where viewers connect, and a page that shows it. */
   inspector: { url: string; pageUrl: string | undefined } | undefined;
   /** The worker for the agents' isolated tools (`troupe up` only, when there are any). */
@@ -115,5 +118,5 @@ export async function startStack(loaded: LoadedConfig, logger: Logger, options: 
       forgetServer();
       await server?.close();
     })());
-  return { url: servers[0]!, nc, host, worker, inspector: inspectorUrl && wantInspector ? { url: inspectorUrl, pageUrl: relay?.pageUrl } : undefined, model, server, usersFile: users ? usersFile(loaded) : undefined, close, [Symbol.asyncDispose]: close };
+  return { url: servers[0]!, nc, host, agents, worker, inspector: inspectorUrl && wantInspector ? { url: inspectorUrl, pageUrl: relay?.pageUrl } : undefined, model, server, usersFile: users ? usersFile(loaded) : undefined, close, [Symbol.asyncDispose]: close };
 }

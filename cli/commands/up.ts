@@ -31,9 +31,10 @@ async function runUntilSignal(values: Record<string, string | boolean | undefine
   if (stack.inspector) {
     process.stdout.write(`XState inspector relay: ${stack.inspector.url}${stack.inspector.pageUrl ? `\n  open ${stack.inspector.pageUrl} to watch every task's statecharts live in the Stately inspector (it needs internet access to stately.ai)` : ''}\n`);
   }
-  const page = ui ? await startDevApprover(loaded, ui.key, Number(values['ui-port'] ?? 8080)) : undefined;
+  const page = ui ? await startDevApprover(loaded, ui.key, Number(values['ui-port'] ?? 8080), stack.agents) : undefined;
   if (page) {
     process.stdout.write(`approver page: ${page.url}\n`);
+    if (page.tasksUrl) process.stdout.write(`task view: ${page.tasksUrl} (every task, its statechart and timeline, live)\n`);
     logger.warn({ url: page.url }, 'the approver page signs with a DEVELOPMENT key made for this run and trusted only by it; in production each approver runs `troupe approver` with their own key');
   }
   await untilSignal(logger, 'shutting down: stopping intake, checkpointing and handing over tasks');

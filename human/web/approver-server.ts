@@ -6,6 +6,7 @@ import { z } from 'zod';
 import type { ApproverClient, Verdict } from '../approver-client.ts';
 import type { ApprovalRequest } from '../../runtime/approvals.ts';
 import { APP_CSS, APP_JS, renderPage } from './page.ts';
+import { startTaskView, type TaskViewOptions } from './task-view.ts';
 
 /** Options of {@link startApproverServer}. */
 export interface ApproverServerOptions {
@@ -20,6 +21,12 @@ export interface ApproverServerOptions {
    * HttpOnly SameSite=Strict session cookie carries it. Required when not bound to loopback.
    */
   accessToken?: string;
+  /**
+   * Also serve the read-only task view (`/tasks`, `/tasks/<taskId>`): every task, and each task's
+   * statechart and timeline, live. Behind the same host, token and session checks as the page.
+   * @default off
+   */
+  tasks?: TaskViewOptions;
   logger?: Logger;
 }
 
@@ -109,6 +116,7 @@ export async function startApproverServer(options: ApproverServerOptions): Promi
     });
   };
   const stopWatch = await client.watch(refresh);
+  const taskView = options.tasks ? await startTaskView({ ...options.tasks, logger }) : undefined;
   const heartbeat = setInterval(() => {
     for (const res of streams) res.write(': keep-alive\n\n');
   }, 15_000);
@@ -146,12 +154,21 @@ export async function startApproverServer(options: ApproverServerOptions): Promi
       }
     }
 
+    const view = taskView?.route(req.method, url.pathname);
+    if (view) {
+      if (view.kind === 'api' && !session) throw new HttpError(401, 'unauthorized', 'no session: load the page first');
+      if (view.kind === 'page' && !session) {
+        session = newSession();
+        setSession(res, session);
+      }
+      return view.serve(req, res);
+    }
     if (req.method === 'GET' && url.pathname === '/') {
       if (!session) {
         session = newSession();
         setSession(res, session);
       }
-      return send(res, 200, 'text/html; charset=utf-8', renderPage({ csrf: session.csrf }));
+      return send(res, 200, 'text/html; charset=utf-8', renderPage({ csrf: session.csrf, tasksLink: taskView !== undefined }));
     }
     if (req.method === 'GET' && url.pathname === '/app.js') return send(res, 200, 'text/javascript; charset=utf-8', APP_JS);
     if (req.method === 'GET' && url.pathname === '/app.css') return send(res, 200, 'text/css; charset=utf-8', APP_CSS);
@@ -220,6 +237,7 @@ export async function startApproverServer(options: ApproverServerOptions): Promi
   const close = () =>
     (closed ??= (async () => {
       stopWatch();
+      taskView?.close();
       clearInterval(heartbeat);
       for (const res of streams) res.end();
       streams.clear();

@@ -6,8 +6,11 @@
 
 const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 
-/** The page shell; `csrf` is the session's token, read by the script from a meta tag. */
-export function renderPage({ csrf }: { csrf: string }): string {
+/**
+ * The page shell; `csrf` is the session's token, read by the script from a meta tag. `tasksLink`
+ * adds the link to the task view (and its styles) when the server has one.
+ */
+export function renderPage({ csrf, tasksLink = false }: { csrf: string; tasksLink?: boolean }): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -17,9 +20,9 @@ export function renderPage({ csrf }: { csrf: string }): string {
 <title>troupe · approvals</title>
 <link rel="stylesheet" href="/app.css">
 <script src="/app.js" defer></script>
-</head>
+${tasksLink ? '<link rel="stylesheet" href="/task-view.css">\n' : ''}</head>
 <body>
-<header><h1>troupe approvals</h1><span id="status" class="status">connecting…</span></header>
+<header><h1>troupe approvals</h1>${tasksLink ? '<a class="nav" href="/tasks">Tasks</a>' : ''}<span id="status" class="status">connecting…</span></header>
 <main>
   <section id="list-pane" aria-label="Waiting requests">
     <h2>Waiting <span id="count"></span></h2>
