@@ -75,13 +75,12 @@ button:disabled{opacity:.55;cursor:wait}
 @media (max-width:760px){main{grid-template-columns:1fr}}
 `;
 
-export const APP_JS = String.raw`'use strict';
-(function () {
-  var csrf = document.querySelector('meta[name="troupe-csrf"]').content;
-  var state = { requests: [], selected: null };
-  var $ = function (id) { return document.getElementById(id); };
-
-  function el(tag, attrs) {
+/**
+ * The pages' one DOM helper (browser JavaScript source): `el(tag, attrs, ...children)` builds an
+ * element; `text` sets its text (never HTML), `onclick` adds a listener, anything else is an
+ * attribute.
+ */
+export const DOM_JS = String.raw`function el(tag, attrs) {
     var node = document.createElement(tag);
     for (var k in attrs || {}) {
       if (k === 'text') node.textContent = attrs[k];
@@ -93,7 +92,15 @@ export const APP_JS = String.raw`'use strict';
       if (c !== null && c !== undefined) node.append(c);
     }
     return node;
-  }
+  }`;
+
+export const APP_JS = String.raw`'use strict';
+(function () {
+  var csrf = document.querySelector('meta[name="troupe-csrf"]').content;
+  var state = { requests: [], selected: null };
+  var $ = function (id) { return document.getElementById(id); };
+
+  ${DOM_JS}
   function ago(ms) {
     var s = Math.max(0, Math.floor(ms / 1000));
     if (s < 60) return s + ' s';

@@ -3,6 +3,7 @@
  * (`/tasks/<taskId>`), with CSS and JS served as files so the approver server's CSP can forbid
  * inline code. No framework, no external assets; task data is only ever set through `textContent`.
  */
+import { DOM_JS } from './page.ts';
 
 const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 
@@ -95,18 +96,7 @@ export const TASK_VIEW_JS = String.raw`'use strict';
 (function () {
   var taskId = document.querySelector('meta[name="troupe-task"]').content;
   var $ = function (id) { return document.getElementById(id); };
-  function el(tag, attrs) {
-    var node = document.createElement(tag);
-    for (var k in attrs || {}) {
-      if (k === 'text') node.textContent = attrs[k];
-      else node.setAttribute(k, attrs[k]);
-    }
-    for (var i = 2; i < arguments.length; i++) {
-      var c = arguments[i];
-      if (c !== null && c !== undefined) node.append(c);
-    }
-    return node;
-  }
+  ${DOM_JS}
   function ago(ms) {
     var s = Math.max(0, Math.floor(ms / 1000));
     if (s < 60) return s + ' s ago';
