@@ -223,6 +223,8 @@ export const TASK_VIEW_JS = String.raw`'use strict';
       if (t.usage) row(dl, 'Calls', t.usage.modelCalls + ' model, ' + t.usage.toolCalls + ' tool');
       row(dl, 'Pending approval', t.pending ? el('span', {}, approval(t) + ' ', el('a', { href: '/', text: 'decide on the approver page' })) : null, 'task-pending');
       row(dl, 'Waiting for', t.waiting);
+      row(dl, 'Delegated by', t.parent ? el('a', { href: '/tasks/' + encodeURIComponent(t.parent), text: t.parent }) : null, 'task-parent');
+      row(dl, 'Delegated to', t.children && t.children.length ? el('ul', { class: 'children' }, ...t.children.map(function (c) { return el('li', {}, el('a', { href: '/tasks/' + encodeURIComponent(c.taskId), text: c.taskId }), ' (' + c.agent + ')'); })) : null, 'task-children');
       if (t.outcome) row(dl, t.outcome.status === 'done' ? 'Output' : 'Error', el('pre', { text: t.outcome.status === 'done' ? JSON.stringify(t.outcome.output, null, 2) : t.outcome.error.code + ': ' + t.outcome.error.message }), 'task-outcome');
       row(dl, 'Created', new Date(t.createdAt).toLocaleString());
       row(dl, 'Updated', el('span', { 'data-updated': String(t.updatedAt), text: ago(Date.now() - t.updatedAt) }));

@@ -71,6 +71,9 @@ export interface TaskSummary {
   pending: { requestId: string; kind: 'tool' | 'limit'; what: string; reason: string } | null;
   waiting: string | null;
   outcome: SnapshotEnvelope['outcome'] | null;
+  /** The task that delegated this one, and the tasks this one delegated to (the tree, one level each way). */
+  parent: string | null;
+  children: Array<{ taskId: string; agent: string }>;
 }
 
 /** A route the approver server hands to the task view, and whether it needs a session. */
@@ -155,6 +158,8 @@ export function summarize(e: SnapshotEnvelope, revision: number): TaskSummary {
       : null,
     waiting: e.waiting ? (e.waiting.reason === 'children' ? `child tasks: ${e.waiting.children.join(', ')}` : 'an inbox event') : null,
     outcome: e.outcome ?? null,
+    parent: e.parent?.taskId ?? null,
+    children: Object.entries(e.children ?? {}).map(([taskId, c]) => ({ taskId, agent: c.agent })),
   };
 }
 

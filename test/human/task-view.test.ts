@@ -8,7 +8,7 @@ import { createAnthropicModelClient } from '../../actors/model/anthropic-client.
 import { formatEvent } from '../../cli/print-events.ts';
 import { refundDesk } from '../../examples/refund-desk/agent.ts';
 import { ApproverClient } from '../../human/approver-client.ts';
-import { startApproverServer, statechartOf, type ApproverServer, type StatechartNode } from '../../human/web/index.ts';
+import { startApproverServer, statechartOf, summarize, type ApproverServer, type StatechartNode } from '../../human/web/index.ts';
 import { agentLoopMachine } from '../../machines/agent-loop.machine.ts';
 import { connectNats } from '../../runtime/connection.ts';
 import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
@@ -63,6 +63,13 @@ function http(url: string, headers: Record<string, string> = {}): Promise<Reply>
 const cookieOf = (r: Reply) => String((r.headers['set-cookie'] as string[] | undefined)?.[0] ?? '').split(';')[0]!;
 const at = (server: ApproverServer, p: string) => new URL(p, server.url).href;
 const find = (node: StatechartNode, p: string): StatechartNode | undefined => (node.path === p ? node : node.states.map((c) => find(c, p)).find(Boolean));
+
+describe('summarize', () => {
+  it('gives a task its place in the tree: the task that delegated it and the ones it delegated to', () => {
+    const env = { v: 1 as const, taskId: 'p-0-1-1', agent: 'triage', machineVersion: '1', status: 'parked' as const, runSeq: null, runDelivery: 1, owner: null, createdAt: 1, updatedAt: 2, deadlineAt: null, state: 'acting', step: 0, snapshot: null, parent: { taskId: 'p', key: 'p/0/1' }, children: { 'p-0-1-1-0-1-1': { agent: 'billing', key: 'p-0-1-1/0/1' } }, waiting: { reason: 'children' as const, key: 'p-0-1-1/0/1', children: ['p-0-1-1-0-1-1'], join: 'all' as const, since: 1 } };
+    expect(summarize(env, 3)).toMatchObject({ parent: 'p', children: [{ taskId: 'p-0-1-1-0-1-1', agent: 'billing' }], waiting: 'child tasks: p-0-1-1-0-1-1' });
+  });
+});
 
 describe('statechartOf', () => {
   it('draws the agent loop: its states, initial state, invoked actors and labelled transitions', () => {
