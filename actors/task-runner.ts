@@ -125,7 +125,8 @@ export class TaskRunner {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private progress!: ProgressStream;
   private effects!: TaskEffects;
-  private readonly log: Logger;
+  private readonly taskLog: Logger;
+  private stepLog: { step: number | undefined; log: Logger } | undefined;
 
   private constructor(
     readonly agent: Agent,
@@ -137,7 +138,7 @@ export class TaskRunner {
     this.children = base.children;
     this.timers = base.timers;
     this.usage = base.usage ?? { costUsd: 0, inputTokens: 0, outputTokens: 0, modelCalls: 0, toolCalls: 0 };
-    this.log = deps.logger.child({ taskId: this.taskId, agent: agent.name, actor: 'task' });
+    this.taskLog = deps.logger.child({ taskId: this.taskId, agent: agent.name, actor: 'task' });
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
     this.progress = new ProgressStream((text) => deps.events.emit(this.taskId, { type: 'progress', text }));
     this.effects = new TaskEffects({
@@ -421,6 +422,13 @@ export class TaskRunner {
       this.log.warn({ err }, 'task could not be parked; leaving it to be resumed');
       this.end('abandoned');
     }
+  }
+
+  /** The task's logger, with the step it is at bound on every line. */
+  private get log(): Logger {
+    const step = this.actor ? stepOf(this.actor.getSnapshot() as AnyMachineSnapshot) : undefined;
+    if (!this.stepLog || this.stepLog.step !== step) this.stepLog = { step, log: step === undefined ? this.taskLog : this.taskLog.child({ step }) };
+    return this.stepLog.log;
   }
 
   /** The actor option that connects the agent's actor to the inspector, with the task as its system id. */
