@@ -266,7 +266,8 @@ export const configSchema = z
     breakers: breakersSchema,
     tools: toolsSchema,
     metrics: metricsSchema,
-    inspect: inspectSchema,
+    /** `true` is short for `{ "enabled": true }`. */
+    inspect: z.preprocess((v) => (typeof v === 'boolean' ? { enabled: v } : v), inspectSchema),
     /**
      * Principals a task may act for (`"principal"` in the task message) and what each may call:
      * the third gate before any tool call. Empty: no authorization gate (every task may call

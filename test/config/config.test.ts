@@ -44,6 +44,11 @@ describe('compileConfig', () => {
     expect(c.model.provider).toBeUndefined();
   });
 
+  it('takes `inspect: true` as short for enabling the XState inspector', () => {
+    expect(compileConfig({ inspect: true }).inspect).toEqual({ enabled: true, port: 0 });
+    expect(compileConfig({}).inspect).toEqual({ enabled: false, port: 0 });
+  });
+
   it('keeps given values and fills the rest of the same section', () => {
     const c = compileConfig({ host: { concurrency: 4 }, limits: { steps: 3 } });
     expect(c.host.concurrency).toBe(4);
