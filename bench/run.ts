@@ -1,0 +1,85 @@
+/**
+ * `npm run bench`: troupe's own cost, measured in one run on this machine against the floor (bare
+ * JetStream KV writes). It prints figures and ratios; it asserts nothing.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { connectNats } from '../runtime/connection.ts';
+import { startEmbeddedServer } from '../runtime/embedded-server.ts';
+import { createToolRunner } from '../sandbox/runners/index.ts';
+import { bwrapAvailable } from '../sandbox/isolation/index.ts';
+import { fmt, percentile, table } from './stats.ts';
+import { echoBwrap, echoInline, echoThread } from './tools.ts';
+import { kvFloor, LOOP_STEPS, loopHost } from './workloads.ts';
+
+const only = process.argv.slice(2);
+const want = (section: string) => only.length === 0 || only.includes(section);
+const dir = mkdtempSync(path.join(tmpdir(), 'troupe-bench-'));
+const server = await startEmbeddedServer({ storeDir: path.join(dir, 'nats') });
+const nc = await connectNats({ servers: [server.url], name: 'troupe-bench' });
+process.stdout.write(`troupe bench — Node ${process.version}, nats-server at ${server.url} (file store; nats-server 2.9 fsyncs on a timer: a process crash loses nothing acknowledged, a power loss may lose the last seconds unless the stream is replicated R3 on a cluster)\n`);
+
+try {
+  if (want('loop')) {
+    const SEQ_TASKS = 30;
+    const floorSeq1 = kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 1);
+    const floor1 = (SEQ_TASKS * LOOP_STEPS) / ((await floorSeq1) / 1000);
+    const floor3 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 3)) / 1000);
+    const loop = await loopHost(nc, 'bseq');
+    await loop.run(3); // warm-up
+    loop.stepLatencies.length = 0;
+    let elapsed = 0;
+    for (let i = 0; i < SEQ_TASKS; i++) elapsed += await loop.run(1);
+    const seq = (SEQ_TASKS * LOOP_STEPS) / (elapsed / 1000);
+    const lat = [...loop.stepLatencies];
+    await loop.close();
+    table(
+      `10-step tool loop, one task at a time (${SEQ_TASKS} tasks; each step: model call, tool call, durable checkpoints)`,
+      ['runner', 'steps/s', 'p50 step ms', 'p99 step ms', 'vs 1-write floor'],
+      [
+        ['KV floor, 1 CAS write per step', fmt(floor1), '-', '-', '100%'],
+        ['KV floor, 3 CAS writes per step', fmt(floor3), '-', '-', `${fmt((floor3 / floor1) * 100)}%`],
+        ['troupe', fmt(seq), fmt(percentile(lat, 50), 1), fmt(percentile(lat, 99), 1), `${fmt((seq / floor1) * 100)}%`],
+      ],
+      'npm run bench -- loop',
+    );
+
+    const rows: string[][] = [];
+    for (const tasks of [200, 1000]) {
+      const floor = (tasks * LOOP_STEPS) / ((await kvFloor(nc, tasks, LOOP_STEPS, 1)) / 1000);
+      const host = await loopHost(nc, `bcon${tasks}`);
+      const ms = await host.run(tasks);
+      await host.close();
+      const agg = (tasks * LOOP_STEPS) / (ms / 1000);
+      rows.push([`${tasks} tasks at once`, fmt(floor), fmt(agg), `${fmt((agg / floor) * 100)}%`]);
+    }
+    table('10-step tool loop, concurrent tasks (aggregate steps/s)', ['workload', 'KV floor steps/s', 'troupe steps/s', 'troupe / floor'], rows, 'npm run bench -- loop');
+  }
+
+  if (want('dispatch')) {
+    const runner = createToolRunner({ threadPoolSize: 1, bwrapPoolSize: 1 });
+    const rows: string[][] = [];
+    const tools = [echoInline, echoThread, ...((await bwrapAvailable()).ok ? [echoBwrap] : [])];
+    for (const tool of tools) {
+      await runner.prewarm([tool]);
+      const times: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const t0 = performance.now();
+        await runner.run(tool, { n: i }, { key: `bench/0/${i}`, taskId: 'bench', signal: new AbortController().signal });
+        times.push(performance.now() - t0);
+        // Let the warm pool refill, as it would between calls of a real task.
+        if (tool.isolation !== 'inline') await new Promise((r) => setTimeout(r, 700));
+      }
+      rows.push([tool.isolation, fmt(percentile(times, 50), 2), fmt(percentile(times, 99), 2)]);
+    }
+    await runner.close();
+    table('Tool dispatch overhead per call (a tool that echoes; warm pools of 1)', ['isolation', 'p50 ms', 'p99 ms'], rows, 'npm run bench -- dispatch');
+  }
+
+  process.stdout.write('\nNot measured yet: parked tasks (memory, wake-up latency), recovery after SIGKILL, and the peers (LangGraph.js, Restate).\n');
+} finally {
+  await nc.close();
+  await server.close();
+  rmSync(dir, { recursive: true, force: true });
+}

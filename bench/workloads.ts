@@ -1,0 +1,79 @@
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
+import pino from 'pino';
+import { z } from 'zod';
+import { defineAgent } from '../actors/agent.ts';
+import { Host } from '../actors/host.ts';
+import type { ContentBlock, ModelCallRequest, ModelCallResult, ModelClient } from '../actors/model/model-client.ts';
+import { compileConfig } from '../config/load.ts';
+import { subjects as makeSubjects } from '../runtime/subjects.ts';
+import { defineTool } from '../sandbox/tool.ts';
+
+/** Steps of the tool-loop workload: nine rounds of model call + tool call, then a final answer. */
+export const LOOP_STEPS = 10;
+
+/** An in-process model answering at once: a tool call for the first nine turns, then text. */
+export const instantModel: ModelClient = {
+  async call(request: ModelCallRequest): Promise<ModelCallResult> {
+    const turn = request.messages.filter((m) => m.role === 'assistant').length;
+    const content: ContentBlock[] = turn < LOOP_STEPS - 1 ? [{ type: 'tool_use', id: `tu_${turn}`, name: 'noop', input: { n: turn } }] : [{ type: 'text', text: 'done' }];
+    return { content, stopReason: turn < LOOP_STEPS - 1 ? 'tool_use' : 'end_turn', model: 'instant', role: request.role, usage: { inputTokens: 10, outputTokens: 5, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 }, costUsd: 0, latencyMs: 0, attempts: 1 };
+  },
+};
+
+const noop = defineTool({ name: 'noop', description: 'does nothing', input: z.object({ n: z.number() }), output: z.object({ n: z.number() }), run: async ({ n }) => ({ n }) });
+export const loopAgent = defineAgent({ name: 'loop', description: 'the 10-step tool loop', input: z.object({ i: z.number() }), system: 'bench', tools: [noop], limits: { steps: LOOP_STEPS + 2, wallClockMs: 600_000, noProgress: 100 }, prompt: (i) => `run ${i.i}` });
+
+/** The floor: `writes` compare-and-set updates of one key per step, `steps` steps, on each of `tasks` keys at once. Returns elapsed ms. */
+export async function kvFloor(nc: NatsConnection, tasks: number, steps: number, writes: number): Promise<number> {
+  const kv = await new Kvm(jetstream(nc)).create(`bench_floor_${tasks}_${writes}_${Date.now()}`, { history: 1 });
+  const body = new TextEncoder().encode(JSON.stringify({ step: 0, snapshot: { context: { messages: ['x'.repeat(512)] } } }));
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: tasks }, async (_, t) => {
+      let revision = await kv.create(`t${t}`, body);
+      for (let s = 0; s < steps * writes; s++) revision = await kv.update(`t${t}`, body, revision);
+    }),
+  );
+  const elapsed = performance.now() - started;
+  await kv.destroy();
+  return elapsed;
+}
+
+/** A host running the loop agent, and a way to run batches of tasks through it. */
+export async function loopHost(nc: NatsConnection, prefix: string) {
+  const s = makeSubjects(prefix);
+  const host = new Host({ nc, config: compileConfig({ prefix, host: { concurrency: 2000 } }), agents: [loopAgent], model: instantModel, logger: pino({ level: 'silent' }) });
+  await host.start();
+  const js: JetStreamClient = jetstream(nc);
+  const lastModelAt = new Map<string, number>();
+  const stepLatencies: number[] = [];
+  let waiting: { left: number; resolve: () => void } | undefined;
+  const sub = nc.subscribe(s.allEvents, {
+    callback: (_err, m) => {
+      const e = JSON.parse(new TextDecoder().decode(m.data)) as { type: string; taskId: string; at: number };
+      if (e.type === 'model') {
+        const prev = lastModelAt.get(e.taskId);
+        if (prev !== undefined) stepLatencies.push(e.at - prev);
+        lastModelAt.set(e.taskId, e.at);
+      } else if ((e.type === 'done' || e.type === 'failed') && waiting && --waiting.left === 0) waiting.resolve();
+    },
+  });
+  let next = 0;
+  return {
+    stepLatencies,
+    /** Submits `tasks` tasks at once and resolves when all ended; returns elapsed ms. */
+    async run(tasks: number): Promise<number> {
+      const done = new Promise<void>((resolve) => (waiting = { left: tasks, resolve }));
+      const started = performance.now();
+      await Promise.all(Array.from({ length: tasks }, () => { const i = next++; return js.publish(s.task('loop'), JSON.stringify({ taskId: `b${i}`, input: { i } }), { msgID: `b${i}` }); }));
+      await done;
+      return performance.now() - started;
+    },
+    async close() {
+      sub.unsubscribe();
+      await host.close();
+    },
+  };
+}
