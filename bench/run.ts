@@ -11,6 +11,7 @@ import { createToolRunner } from '../sandbox/runners/index.ts';
 import { bwrapAvailable } from '../sandbox/isolation/index.ts';
 import { fmt, percentile, table } from './stats.ts';
 import { echoBwrap, echoInline, echoThread } from './tools.ts';
+import { parkedTasks } from './parked.ts';
 import { kvFloor, LOOP_STEPS, loopHost } from './workloads.ts';
 
 const only = process.argv.slice(2);
@@ -77,7 +78,25 @@ try {
     table('Tool dispatch overhead per call (a tool that echoes; warm pools of 1)', ['isolation', 'p50 ms', 'p99 ms'], rows, 'npm run bench -- dispatch');
   }
 
-  process.stdout.write('\nNot measured yet: parked tasks (memory, wake-up latency), recovery after SIGKILL, and the peers (LangGraph.js, Restate).\n');
+  if (want('parked')) {
+    const count = Number(process.env.BENCH_PARKED ?? 10_000);
+    const r = await parkedTasks(nc, count, 200);
+    table(
+      `Parked agents: ${fmt(count)} tasks waiting for an approver on one host (host and bench driver in one process)`,
+      ['figure', 'value'],
+      [
+        ['time to park them all', `${fmt(r.parkMs / 1000, 1)} s`],
+        ['process RSS before', `${fmt(r.rssBeforeMb)} MB`],
+        ['process RSS with all parked', `${fmt(r.rssParkedMb)} MB`],
+        ['JS heap used before / with all parked', `${fmt(r.heapBeforeMb)} / ${fmt(r.heapParkedMb)} MB`],
+        ['wake-up p50 (decision published -> task resumed)', `${fmt(percentile(r.wake, 50), 1)} ms`],
+        ['wake-up p99', `${fmt(percentile(r.wake, 99), 1)} ms`],
+      ],
+      `BENCH_PARKED=${count} npm run bench -- parked   (100,000: BENCH_PARKED=100000)`,
+    );
+  }
+
+  process.stdout.write('\nNot measured yet: recovery after SIGKILL, and the peers (LangGraph.js, Restate).\n');
 } finally {
   await nc.close();
   await server.close();

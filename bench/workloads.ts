@@ -77,3 +77,14 @@ export async function loopHost(nc: NatsConnection, prefix: string) {
     },
   };
 }
+
+/** An agent whose tasks park at once: one model call, then a step limit that escalates to an approver. */
+export const parkingAgent = defineAgent({
+  name: 'parking',
+  description: 'parks for an approver after one step',
+  input: z.object({ i: z.number() }),
+  system: 'bench',
+  tools: [noop],
+  limits: { steps: 1, wallClockMs: 3_600_000, onBreach: { steps: 'escalate' } },
+  prompt: (i) => `park ${i.i}`,
+});
