@@ -12,6 +12,7 @@ import { bwrapAvailable } from '../sandbox/isolation/index.ts';
 import { fmt, percentile, table } from './stats.ts';
 import { echoBwrap, echoInline, echoThread } from './tools.ts';
 import { parkedTasks } from './parked.ts';
+import { recovery } from './recovery.ts';
 import { kvFloor, LOOP_STEPS, loopHost } from './workloads.ts';
 
 const only = process.argv.slice(2);
@@ -96,7 +97,24 @@ try {
     );
   }
 
-  process.stdout.write('\nNot measured yet: recovery after SIGKILL, and the peers (LangGraph.js, Restate).\n');
+  if (want('recovery')) {
+    const leaseMs = 3000;
+    const r = await recovery(nc, server.url, 100, leaseMs);
+    table(
+      `Recovery: a host SIGKILLed with 100 tasks mid-flight; another host takes them over (host.leaseMs ${leaseMs}; the default is 30000)`,
+      ['figure', 'value'],
+      [
+        ['tasks resumed on the other host', fmt(r.resumed.length)],
+        ['kill -> resumed, p50', `${fmt(percentile(r.resumed, 50))} ms`],
+        ['kill -> resumed, p99', `${fmt(percentile(r.resumed, 99))} ms`],
+        ['kill -> last task done', `${fmt(r.allDoneMs)} ms`],
+        ['tasks lost', fmt(r.lost)],
+      ],
+      'npm run bench -- recovery',
+    );
+  }
+
+  process.stdout.write('\nNot measured yet: the peers (LangGraph.js, Restate) on the same workload.\n');
 } finally {
   await nc.close();
   await server.close();

@@ -1,0 +1,24 @@
+/**
+ * A host in its own process for the recovery bench: runs the loop agent with a model that takes
+ * `MODEL_MS` per call, so tasks are mid-flight when the bench kills it. Environment: NATS_URL,
+ * PREFIX, LEASE_MS, MODEL_MS. Prints "ready" on stdout once started.
+ */
+import pino from 'pino';
+import { Host } from '../actors/host.ts';
+import type { ModelCallRequest } from '../actors/model/model-client.ts';
+import { compileConfig } from '../config/load.ts';
+import { connectNats } from '../runtime/connection.ts';
+import { instantModel, loopAgent } from './workloads.ts';
+
+const env = process.env;
+const delay = Number(env.MODEL_MS ?? 200);
+const nc = await connectNats({ servers: [env.NATS_URL!], name: 'bench-host' });
+const host = new Host({
+  nc,
+  config: compileConfig({ prefix: env.PREFIX!, host: { leaseMs: Number(env.LEASE_MS ?? 3000), concurrency: 2000 } }),
+  agents: [loopAgent],
+  model: { call: async (r: ModelCallRequest) => (await new Promise((res) => setTimeout(res, delay)), instantModel.call(r)) },
+  logger: pino({ level: 'silent' }),
+});
+await host.start();
+process.stdout.write('ready\n');
