@@ -2,7 +2,7 @@
  * Model-call errors. Every one has code `model_error` and a `reason` from {@link ModelErrorReason};
  * {@link ModelRetryableError} and {@link ModelTerminalError} say whether another attempt may help.
  */
-import { ErrorCode, RetryableError, TerminalError, type WireError } from '../../common/errors.ts';
+import { ErrorCode, TroupeError, type WireError } from '../../common/errors.ts';
 import type { ModelCallResult } from './model-client.ts';
 
 /** Why a model call failed. Stable: callers and the audit log may switch on these. */
@@ -59,63 +59,42 @@ export interface ModelErrorDetails {
   cause?: unknown;
 }
 
-interface ModelErrorFields {
+/**
+ * What every model failure carries, whether another attempt may fix it or not: the subclasses
+ * differ only in `retryable`.
+ */
+abstract class ModelFailure extends TroupeError {
   readonly reason: ModelErrorReason;
   readonly status: number | undefined;
   readonly providerType: string | undefined;
   readonly requestId: string | undefined;
   readonly retryAfterMs: number | undefined;
   attempts: number;
+
+  constructor(reason: ModelErrorReason, message: string, details: ModelErrorDetails = {}) {
+    super(ErrorCode.modelError, message, { cause: details.cause });
+    this.reason = reason;
+    this.status = details.status;
+    this.providerType = details.providerType;
+    this.requestId = details.requestId;
+    this.retryAfterMs = details.retryAfterMs;
+    this.attempts = details.attempts ?? 0;
+  }
+
+  override toWire(): WireError & { reason: ModelErrorReason } {
+    return { code: this.code, message: this.message, reason: this.reason };
+  }
 }
 
 /** A model failure that another attempt may fix (overload, rate limit, timeout, cut stream...). */
-export class ModelRetryableError extends RetryableError implements ModelErrorFields {
+export class ModelRetryableError extends ModelFailure {
   override readonly name: string = 'ModelRetryableError';
-  readonly reason: ModelErrorReason;
-  readonly status: number | undefined;
-  readonly providerType: string | undefined;
-  readonly requestId: string | undefined;
-  readonly retryAfterMs: number | undefined;
-  attempts: number;
-
-  constructor(reason: ModelErrorReason, message: string, details: ModelErrorDetails = {}) {
-    super(ErrorCode.modelError, message, { cause: details.cause });
-    this.reason = reason;
-    this.status = details.status;
-    this.providerType = details.providerType;
-    this.requestId = details.requestId;
-    this.retryAfterMs = details.retryAfterMs;
-    this.attempts = details.attempts ?? 0;
-  }
-
-  override toWire(): WireError & { reason: ModelErrorReason } {
-    return { code: this.code, message: this.message, reason: this.reason };
-  }
+  override readonly retryable = true;
 }
 
 /** A model failure that repeating the same request cannot fix (bad request, auth, unknown model...). */
-export class ModelTerminalError extends TerminalError implements ModelErrorFields {
+export class ModelTerminalError extends ModelFailure {
   override readonly name: string = 'ModelTerminalError';
-  readonly reason: ModelErrorReason;
-  readonly status: number | undefined;
-  readonly providerType: string | undefined;
-  readonly requestId: string | undefined;
-  readonly retryAfterMs: number | undefined;
-  attempts: number;
-
-  constructor(reason: ModelErrorReason, message: string, details: ModelErrorDetails = {}) {
-    super(ErrorCode.modelError, message, { cause: details.cause });
-    this.reason = reason;
-    this.status = details.status;
-    this.providerType = details.providerType;
-    this.requestId = details.requestId;
-    this.retryAfterMs = details.retryAfterMs;
-    this.attempts = details.attempts ?? 0;
-  }
-
-  override toWire(): WireError & { reason: ModelErrorReason } {
-    return { code: this.code, message: this.message, reason: this.reason };
-  }
 }
 
 /** Any error a {@link ModelClient} rejects with. */
