@@ -1,5 +1,4 @@
 import { jetstream } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import type { z } from 'zod';
 import { describeEntry, replayTask, type ReplayReport } from '../../actors/replay.ts';
@@ -8,24 +7,15 @@ import { JsonKv } from '../../runtime/json-kv.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
 import { taskHistory } from '../../runtime/task-watch.ts';
 import { ledgerRecordSchema, snapshotEnvelopeSchema } from '../../runtime/wire.ts';
+import { openBucket } from '../buckets.ts';
 import { connectClient } from '../connect.ts';
 import { loadAgents } from '../load-agents.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
 
 /** Opens a bucket for reading, or says clearly why it cannot be. */
-async function openBucket<T>(nc: NatsConnection, bucket: string, schema: z.ZodType<T>, what: string): Promise<JsonKv<T>> {
-  try {
-    const kv = await new Kvm(jetstream(nc)).open(bucket);
-    await kv.status();
-    return new JsonKv(kv, bucket, schema);
-  } catch (cause) {
-    throw new TerminalError(
-      ErrorCode.notFound,
-      `cannot read ${what} (bucket ${bucket}): ${(cause as Error).message}. Has a troupe host run on this NATS, and may this user read the bucket? (NATS_USER / NATS_CREDS select another user)`,
-      { cause },
-    );
-  }
+function openReadable<T>(nc: NatsConnection, bucket: string, schema: z.ZodType<T>, what: string): Promise<JsonKv<T>> {
+  return openBucket(nc, bucket, schema, (cause) => `cannot read ${what} (bucket ${bucket}): ${cause.message}. Has a troupe host run on this NATS, and may this user read the bucket? (NATS_USER / NATS_CREDS select another user)`);
 }
 
 /** The report as text: the replayed trajectory, then whether it followed the recording. */
@@ -63,7 +53,7 @@ export const replayCommand: Command = {
     const nc = await connectClient(loaded, 'troupe-replay', 'observers');
     try {
       const s = makeSubjects(loaded.config.prefix);
-      const store = await openBucket(nc, s.buckets.snapshots, snapshotEnvelopeSchema, 'the task store');
+      const store = await openReadable(nc, s.buckets.snapshots, snapshotEnvelopeSchema, 'the task store');
       const found = await store.get(taskId);
       if (!found) throw new TerminalError(ErrorCode.notFound, `no task "${taskId}" (tasks are listed by \`troupe tasks\`)`);
       const envelope = found.value;
@@ -71,7 +61,7 @@ export const replayCommand: Command = {
       if (!agent) {
         throw new TerminalError(ErrorCode.unknownAgent, `task ${taskId} ran agent "${envelope.agent}", which this config does not load (agents: ${agents.map((a) => a.name).join(', ') || 'none'})`);
       }
-      const ledger = await openBucket(nc, s.buckets.ledger, ledgerRecordSchema, 'the effect ledger');
+      const ledger = await openReadable(nc, s.buckets.ledger, ledgerRecordSchema, 'the effect ledger');
       const report = await replayTask({
         agent,
         envelope,

@@ -1,5 +1,4 @@
 import { jetstream } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
 import { JsonKv } from '../../runtime/json-kv.ts';
@@ -7,21 +6,16 @@ import { subjects as makeSubjects } from '../../runtime/subjects.ts';
 import type { SupervisorContext } from '../../machines/supervisor.machine.ts';
 import { snapshotEnvelopeSchema, type SnapshotEnvelope, type TaskEvent } from '../../runtime/wire.ts';
 import { taskHistory } from '../../runtime/task-watch.ts';
+import { openBucket } from '../buckets.ts';
 import { connectClient } from '../connect.ts';
 import { formatEvent } from '../print-events.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
 
 /** The snapshot bucket, or a clear error when no troupe host has run on this NATS. */
-export async function openSnapshots(nc: NatsConnection, prefix: string): Promise<JsonKv<SnapshotEnvelope>> {
-  const s = makeSubjects(prefix);
-  try {
-    const kv = await new Kvm(jetstream(nc)).open(s.buckets.snapshots);
-    await kv.status();
-    return new JsonKv(kv, s.buckets.snapshots, snapshotEnvelopeSchema);
-  } catch (cause) {
-    throw new TerminalError(ErrorCode.notFound, `no task store (bucket ${s.buckets.snapshots}) on this NATS: has a troupe host run here?`, { cause });
-  }
+export function openSnapshots(nc: NatsConnection, prefix: string): Promise<JsonKv<SnapshotEnvelope>> {
+  const bucket = makeSubjects(prefix).buckets.snapshots;
+  return openBucket(nc, bucket, snapshotEnvelopeSchema, () => `no task store (bucket ${bucket}) on this NATS: has a troupe host run here?`);
 }
 
 const iso = (ms: number | null) => (ms === null ? '-' : new Date(ms).toISOString());

@@ -4,7 +4,8 @@
  * (arguments, rationale, task input) is only ever set through `textContent`.
  */
 
-const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+/** Escapes text for a double-quoted HTML attribute. */
+export const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
 
 /**
  * The page shell; `csrf` is the session's token, read by the script from a meta tag. `tasksLink`

@@ -3,9 +3,7 @@
  * (`/tasks/<taskId>`), with CSS and JS served as files so the approver server's CSP can forbid
  * inline code. No framework, no external assets; task data is only ever set through `textContent`.
  */
-import { DOM_JS } from './page.ts';
-
-const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+import { DOM_JS, escapeAttr } from './page.ts';
 
 /** The page shell: the list of tasks, or one task when `taskId` is given. */
 export function renderTaskViewPage({ taskId }: { taskId?: string }): string {
