@@ -1,4 +1,5 @@
-import type { ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { consumeDurable, type DurableConsumption } from '../runtime/durable-consumer.ts';
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
 import { ErrorCode } from '../common/errors.ts';
@@ -43,36 +44,23 @@ const decoder = new TextDecoder();
  * compare-and-set and wakes the task on whichever host takes it, from the same state.
  */
 export class DecisionDesk {
-  private messages: ConsumerMessages | undefined;
+  private consumption: DurableConsumption | undefined;
   private sweeper: NodeJS.Timeout | undefined;
-  private loop: Promise<void> | undefined;
 
   constructor(private readonly o: DecisionDeskOptions) {}
 
   async start(): Promise<void> {
-    const consumer = await this.o.js.consumers.get(this.o.subjects.streams.decisions, this.o.subjects.decisionsConsumer);
-    this.messages = await consumer.consume({ max_messages: 64 });
+    // One at a time: decisions on one request (votes of a quorum) are checked against each other's writes.
+    this.consumption = await consumeDurable(this.o.js, this.o.subjects.streams.decisions, this.o.subjects.decisionsConsumer, (m) => this.handle(m), this.o.logger, 'decision', { sequential: true });
     this.sweeper = setInterval(() => {
       this.expireOverdue().catch((err: unknown) => this.o.logger.warn({ err }, 'sweeping overdue approvals failed'));
     }, this.o.sweepMs);
     this.sweeper.unref();
-    this.loop = (async () => {
-      for await (const m of this.messages!) {
-        try {
-          await this.handle(m);
-          m.ack();
-        } catch (err) {
-          this.o.logger.warn({ err, subject: m.subject }, 'decision not handled; it will be redelivered');
-          m.nak(1000);
-        }
-      }
-    })();
   }
 
   async close(): Promise<void> {
     clearInterval(this.sweeper);
-    this.messages?.stop();
-    await this.loop;
+    await this.consumption?.stop();
   }
 
   private async handle(m: JsMsg): Promise<void> {

@@ -8,10 +8,19 @@ export interface DurableConsumption {
 
 /**
  * Handles every message of a durable consumer shared by all hosts (each message goes to one
- * host), concurrently: a message is acknowledged when `handle` resolves and redelivered a second
- * later when it throws, so a handler never loses one by failing.
+ * host): a message is acknowledged when `handle` resolves and redelivered a second later when it
+ * throws, so a handler never loses one by failing. Messages are handled concurrently, or one at a
+ * time with `sequential`.
  */
-export async function consumeDurable(js: JetStreamClient, stream: string, consumer: string, handle: (m: JsMsg) => Promise<void>, logger: Logger, what: string): Promise<DurableConsumption> {
+export async function consumeDurable(
+  js: JetStreamClient,
+  stream: string,
+  consumer: string,
+  handle: (m: JsMsg) => Promise<void>,
+  logger: Logger,
+  what: string,
+  options: { sequential?: boolean } = {},
+): Promise<DurableConsumption> {
   const messages = await (await js.consumers.get(stream, consumer)).consume({ max_messages: 64 });
   const handling = new Set<Promise<void>>();
   const loop = (async () => {
@@ -23,6 +32,10 @@ export async function consumeDurable(js: JetStreamClient, stream: string, consum
           m.nak(1000);
         },
       );
+      if (options.sequential) {
+        await p;
+        continue;
+      }
       handling.add(p);
       void p.finally(() => handling.delete(p));
     }
