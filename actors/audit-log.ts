@@ -16,7 +16,9 @@ const encoder = new TextEncoder();
  * Writes a task's audit trail. Every record is redacted (the same secrets and patterns as tool
  * output) before it leaves the process; large payloads are stored once in the blobs bucket under
  * their sha256 and referenced. Each record has a message id, so a record written again after a
- * crash is dropped by JetStream. Writing never fails the task: a lost record is logged.
+ * crash is dropped by JetStream. Writing never holds up or fails the task: records are sent
+ * without waiting for their acknowledgement (in order, on one connection), and a lost one is
+ * logged.
  */
 export class AuditLog {
   constructor(
@@ -24,33 +26,29 @@ export class AuditLog {
   ) {}
 
   /** Records one fact; `id` names it (a repeat with the same id is dropped). */
-  async record(taskId: string, body: AuditRecordBody, id: string): Promise<void> {
-    try {
-      const record = { v: 1, taskId, at: this.o.clock.now(), source: this.o.source, ...body } as AuditRecord;
-      const json = redactText(JSON.stringify(record), this.o.redaction).text;
-      await this.o.js.publish(this.o.subjects.audit(taskId), encoder.encode(json), { msgID: `${taskId}:${id}` });
-    } catch (err) {
-      this.o.logger.warn({ err, taskId, type: body.type }, 'audit record not written');
-    }
+  record(taskId: string, body: AuditRecordBody, id: string): void {
+    const record = { v: 1, taskId, at: this.o.clock.now(), source: this.o.source, ...body } as AuditRecord;
+    const json = redactText(JSON.stringify(record), this.o.redaction).text;
+    this.o.js.publish(this.o.subjects.audit(taskId), encoder.encode(json), { msgID: `${taskId}:${id}` }).catch((err: unknown) => this.o.logger.warn({ err, taskId, type: body.type }, 'audit record not written'));
   }
 
-  /** A payload for a record: inline if small, else stored once (redacted) by content hash. */
-  async payload(value: unknown): Promise<AuditPayload> {
+  /**
+   * A payload for a record: inline if small, else stored once (redacted) by content hash. The
+   * blob is sent before the record that references it, on the same connection.
+   */
+  payload(value: unknown): AuditPayload {
     const json = redactText(JSON.stringify(value) ?? 'null', this.o.redaction).text;
     const bytes = Buffer.byteLength(json);
     if (bytes <= INLINE_PAYLOAD_BYTES) return { inline: JSON.parse(json) as unknown };
     const hash = createHash('sha256').update(json).digest('hex');
-    try {
-      await this.o.blobs.create(hash, encoder.encode(json));
-    } catch {
-      // Already stored: content-addressed, so the same bytes.
-    }
+    // Refused when already stored: content-addressed, so the same bytes.
+    this.o.blobs.create(hash, encoder.encode(json)).catch(() => {});
     return { ref: `sha256:${hash}`, bytes };
   }
 
   /** Audit records derived from what a host publishes about its tasks (gates, approvals, decisions, limits, flags, ends). */
   fromEvent(e: TaskEvent): void {
-    const write = (body: AuditRecordBody, id: string) => void this.record(e.taskId, body, id);
+    const write = (body: AuditRecordBody, id: string) => this.record(e.taskId, body, id);
     switch (e.type) {
       case 'tool':
         if (e.gate && e.error) write({ type: 'gate.refused', key: e.key, tool: e.tool, gate: e.gate, error: e.error }, `${e.key}:gate`);

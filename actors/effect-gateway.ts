@@ -140,7 +140,7 @@ export class EffectGateway {
         if (err instanceof RevisionConflictError) continue; // someone else moved first: look again
         throw err;
       }
-      await this.o.audit?.record(taskOf(spec.key), { type: 'effect.started', key: spec.key, kind: spec.kind, name: spec.name, attempt }, `${spec.key}:started:${attempt}`);
+      this.o.audit?.record(taskOf(spec.key), { type: 'effect.started', key: spec.key, kind: spec.kind, name: spec.name, attempt }, `${spec.key}:started:${attempt}`);
       await this.o.faults?.afterStarted?.(spec.key);
       return this.executeAndRecord(spec, attempt, revision);
     }
@@ -159,7 +159,7 @@ export class EffectGateway {
       const found = await spec.reconcile();
       if (found.happened) {
         await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result: found.result, attempt: 0, at: this.o.clock.now() }, revision);
-        await this.audited(spec, 0, found.result);
+        this.audited(spec, 0, found.result);
         this.o.logger.info({ key: spec.key, tool: spec.name }, 'unknown outcome reconciled: the call had happened');
         return { result: found.result, replayed: true };
       }
@@ -182,19 +182,18 @@ export class EffectGateway {
       if (spec.signal?.aborted) throw err;
       const retryable = err instanceof TroupeError ? err.retryable : false;
       await this.record(spec, { v: 1, state: 'failed', kind: spec.kind, name: spec.name, error: toWireError(err), retryable, attempt, at: clock.now() }, revision);
-      await this.o.audit?.record(taskOf(spec.key), { type: 'effect.failed', key: spec.key, kind: spec.kind, name: spec.name, attempt, error: toWireError(err), retryable }, `${spec.key}:failed:${attempt}`);
+      this.o.audit?.record(taskOf(spec.key), { type: 'effect.failed', key: spec.key, kind: spec.kind, name: spec.name, attempt, error: toWireError(err), retryable }, `${spec.key}:failed:${attempt}`);
       throw err;
     }
     await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result, attempt, at: clock.now() }, revision);
-    await this.audited(spec, attempt, result);
+    this.audited(spec, attempt, result);
     return { result, replayed: false };
   }
 
   /** Audits a recorded success with its payload (attempt 0: found by `reconcile`). */
-  private async audited<T>(spec: EffectSpec<T>, attempt: number, result: T): Promise<void> {
+  private audited<T>(spec: EffectSpec<T>, attempt: number, result: T): void {
     const audit = this.o.audit;
-    if (!audit) return;
-    await audit.record(taskOf(spec.key), { type: 'effect.succeeded', key: spec.key, kind: spec.kind, name: spec.name, attempt, result: await audit.payload(result) }, `${spec.key}:succeeded`);
+    audit?.record(taskOf(spec.key), { type: 'effect.succeeded', key: spec.key, kind: spec.kind, name: spec.name, attempt, result: audit.payload(result) }, `${spec.key}:succeeded`);
   }
 
   private async record<T>(spec: EffectSpec<T>, record: LedgerRecord, revision: number | undefined): Promise<void> {

@@ -25,7 +25,7 @@ import { AuditLog } from './audit-log.ts';
 import { SemanticChecks } from './semantic-checks.ts';
 import type { Server } from 'node:http';
 import type { ToolExecution } from './tool-effect.ts';
-import { compileOutputPolicy } from '../sandbox/output.ts';
+import { compileOutputPolicy, type OutputPolicy } from '../sandbox/output.ts';
 import { createToolRunner, type ToolRunner } from '../sandbox/runners/index.ts';
 import { EffectGateway, type EffectFaults } from './effect-gateway.ts';
 import type { ModelClient } from './model/model-client.ts';
@@ -80,6 +80,8 @@ export class Host implements AsyncDisposable {
   private inboxes: InboxDesk | undefined;
   private metrics!: HostMetrics;
   private audit!: AuditLog;
+  /** Redaction and size cap of tool output, also applied to the audit trail. */
+  private output!: OutputPolicy;
   private metricsServer: Server | undefined;
   /** The agent of each task this host runs or just ran, to label its metrics. */
   private readonly agentOf = new Map<string, string>();
@@ -112,7 +114,8 @@ export class Host implements AsyncDisposable {
     await this.breakers.start();
     const inbox = new Inbox(this.topology.jsm, this.subjects);
     this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log, inbox });
-    this.audit = new AuditLog({ js: this.topology.js, subjects: this.subjects, blobs: this.topology.auditBlobs, redaction: compileOutputPolicy(config.tools), source: this.hostId, clock: this.clock, logger: this.log });
+    this.output = compileOutputPolicy(config.tools);
+    this.audit = new AuditLog({ js: this.topology.js, subjects: this.subjects, blobs: this.topology.auditBlobs, redaction: this.output, source: this.hostId, clock: this.clock, logger: this.log });
     this.events.observe((e) => this.audit.fromEvent(e));
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults, audit: this.audit });
     const model = this.o.model;
@@ -159,7 +162,7 @@ export class Host implements AsyncDisposable {
     const { tools } = this.o.config;
     this.inlineRunner = createToolRunner({ threadPoolSize: 0, bwrapPoolSize: 0, clock: this.clock });
     return {
-      inline: { runner: this.inlineRunner, output: compileOutputPolicy(tools), maxAttempts: tools.maxAttempts, retryBackoffMs: tools.retryBackoffMs, clock: this.clock },
+      inline: { runner: this.inlineRunner, output: this.output, maxAttempts: tools.maxAttempts, retryBackoffMs: tools.retryBackoffMs, clock: this.clock },
       dispatch: { nc: this.o.nc, subjects: this.subjects, clock: this.clock },
     };
   }
@@ -273,7 +276,7 @@ export class Host implements AsyncDisposable {
       throw err;
     }
     this.agentOf.set(sub.taskId, agent.name);
-    await this.audit.record(sub.taskId, { type: 'task.created', agent: agent.name, input: await this.audit.payload(sub.input), ...(sub.principal ? { principal: sub.principal } : {}), ...(sub.parent ? { parent: sub.parent } : {}) }, 'created');
+    this.audit.record(sub.taskId, { type: 'task.created', agent: agent.name, input: this.audit.payload(sub.input), ...(sub.principal ? { principal: sub.principal } : {}), ...(sub.parent ? { parent: sub.parent } : {}) }, 'created');
     await this.events!.publish(sub.taskId, { type: 'accepted', agent: agent.name }, `${sub.taskId}:accepted`);
     this.events!.answer(sub.replyTo, { taskId: sub.taskId, status: 'accepted' });
     this.log.info({ taskId: sub.taskId, agent: agent.name }, 'task accepted');

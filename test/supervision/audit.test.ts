@@ -11,6 +11,7 @@ import { startSimulator, type SimulatorHandle } from '../../simulator/index.ts';
 import { runTroupe } from '../helpers/cli.ts';
 import { startHost } from '../helpers/host.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { until } from '../helpers/until.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
 /** The audit trail: every fact of a task, payloads stored once by hash, secrets never in clear. */
@@ -45,7 +46,11 @@ describe('the audit trail', () => {
     try {
       await submit(nats.nc, nats.js, 'audited', { taskId: 'au-1', input: { q: 'read report R-7 twice' } });
       await eventsUntilEnd(nats.js, 'au-1');
-      const records = await auditHistory(nats.js, subjects(), 'au-1');
+      // Records are written without holding up the task: wait for the last one to land.
+      const records = await until('the end record', async () => {
+        const all = await auditHistory(nats.js, subjects(), 'au-1');
+        return all.some((r) => r.type === 'task.ended') ? all : undefined;
+      });
       expect(records[0]).toMatchObject({ type: 'task.created', agent: 'audited', input: { inline: { q: 'read report R-7 twice' } } });
       expect(records.at(-1)).toMatchObject({ type: 'task.ended', status: 'done' });
       expect(records.find((r) => r.type === 'gate.refused')).toMatchObject({ key: 'au-1/0/1', tool: 'report', gate: 'schema', error: { code: 'invalid_tool_arguments' } });
