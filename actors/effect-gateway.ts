@@ -34,6 +34,12 @@ export interface EffectSpec<T> {
    * run again. Any other vanished attempt still fails with {@link UnknownOutcomeError}.
    */
   rerunAttempt?: number | undefined;
+  /**
+   * No runner handed this key to the gateway before: the task's last durable snapshot did not
+   * have this effect in flight, so the ledger cannot hold a record of it and is not read first.
+   * (A side-effecting call still claims the key with `create`, so a wrong guess costs a read.)
+   */
+  fresh?: boolean | undefined;
   /** Asks the outside world whether a call with this key already happened. */
   reconcile?: (() => Promise<{ happened: true; result: T } | { happened: false }>) | undefined;
   execute: () => Promise<T>;
@@ -80,8 +86,9 @@ const taskOf = (key: string) => key.slice(0, key.indexOf('/') === -1 ? key.lengt
  *   mid-call (expired lease), the tool's `reconcile` decides; without one, a reversible call is
  *   repeated and an irreversible one fails with {@link UnknownOutcomeError}.
  * - A live lease held by someone else means the call is running elsewhere: wait for it.
- * - The outcome is recorded before it is returned, so the caller never consumes an unrecorded
- *   result.
+ * - A side-effecting call's outcome is recorded before it is returned, so the caller never
+ *   consumes an unrecorded result; a pure call's is sent to the ledger without waiting, ahead
+ *   of the task's next snapshot write that holds it.
  */
 export class EffectGateway {
   constructor(private readonly o: EffectGatewayOptions) {}
@@ -101,8 +108,10 @@ export class EffectGateway {
     const { ledger, clock } = this.o;
     await this.o.faults?.beforeEffect?.(spec.key);
     spec.signal?.throwIfAborted();
+    let look = !spec.fresh;
     for (;;) {
-      const existing = await ledger.get(spec.key);
+      const existing = look ? await ledger.get(spec.key) : undefined;
+      look = true;
       const record = existing?.value;
       if (record?.state === 'succeeded') return { result: record.result as T, replayed: true };
       if (record?.state === 'failed' && !record.retryable) throw new RecordedEffectError(record.error.code, record.error.message);
@@ -197,10 +206,20 @@ export class EffectGateway {
   }
 
   private async record<T>(spec: EffectSpec<T>, record: LedgerRecord, revision: number | undefined): Promise<void> {
-    // Side-effecting calls update the `started` record they own; pure calls have no prior record
-    // worth protecting, so a plain put is enough (and saves a round trip).
-    if (revision !== undefined) await this.o.ledger.update(spec.key, record, revision);
-    else await this.o.ledger.put(spec.key, record);
+    if (revision !== undefined) {
+      // A side-effecting call updates the `started` record it owns, and its outcome is durable
+      // before anyone sees it: the ledger is the only proof that it happened.
+      await this.o.ledger.update(spec.key, record, revision);
+    } else if (!this.o.faults?.afterRecorded) {
+      // A pure call (a model turn, a read) is not waited for: the task's next snapshot write,
+      // which holds the result, goes out after this one on the same connection. Until then, a
+      // crash costs at most running the call again; the record keeps it from being paid twice
+      // when it landed, and keeps the task replayable.
+      this.o.ledger.put(spec.key, record).catch((err: unknown) => this.o.logger.warn({ err, key: spec.key }, 'effect outcome not recorded in the ledger'));
+      return;
+    } else {
+      await this.o.ledger.put(spec.key, record);
+    }
     await this.o.faults?.afterRecorded?.(spec.key);
   }
 }

@@ -34,6 +34,8 @@ export interface ModelEffectDeps {
   /** Per-model circuit breakers, shared by all hosts. */
   breakers: Breakers;
   clock: Clock;
+  /** The call was never run before (see {@link EffectSpec.fresh}): the ledger is not read first. */
+  fresh?: boolean | undefined;
 }
 
 /** The tools of an agent as the model sees them. */
@@ -73,6 +75,7 @@ export async function runModelEffect(input: ModelEffectInput, deps: ModelEffectD
     irreversible: false,
     leaseMs: 0,
     signal,
+    fresh: deps.fresh,
     execute: () =>
       guardedCall(deps, breaker, signal, () => deps.client
         .call(

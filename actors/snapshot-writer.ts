@@ -13,6 +13,11 @@ export interface SnapshotWriterOptions {
   written: SnapshotEnvelope;
   /** Builds the envelope to write now (the task's current state). */
   build: () => SnapshotEnvelope;
+  /**
+   * A number that moves whenever the state does. A flush finding the state already written (or
+   * being written) waits for that write instead of writing the same state again.
+   */
+  version: () => number;
   /** Another writer advanced the task: the writer has stopped for good. */
   onConflict: () => void;
   /** Told how long each successful write took (metrics). */
@@ -23,23 +28,33 @@ export interface SnapshotWriterOptions {
 
 /**
  * One task's single writer: writes the task's envelope compare-and-set on the revision it last
- * wrote, one write at a time, always the latest state (requests made during a write coalesce
- * into the next one). Transient failures are retried with backoff; a conflict stops it for
- * good, since someone else advanced the task and this writer must never overwrite that.
+ * wrote, one write at a time, always the latest state. Transient failures are retried with
+ * backoff; a conflict stops it for good, since someone else advanced the task and this writer
+ * must never overwrite that.
+ *
+ * Writes are few: a {@link request} waits for the end of the current turn of the event loop, so
+ * the changes of one step (a settled budget, a transition, the next effect's intent) go out as
+ * one write; a {@link flush} writes at once, and only what was not written yet.
  */
 export class SnapshotWriter {
   private requested = 0;
   private done = 0;
+  /** The write loop, while it runs (it may also finish without awaiting anything). */
   private loop: Promise<void> | undefined;
+  private running = false;
   private waiters: Array<{ seq: number; resolve: () => void; reject: (err: Error) => void }> = [];
   private stopped: Error | undefined;
   private paused = false;
+  private scheduled: NodeJS.Immediate | undefined;
   private revisionNow: number;
+  /** The state version of the last successful write. */
+  private writtenVersion: number;
   private writtenNow: SnapshotEnvelope;
 
   constructor(private readonly o: SnapshotWriterOptions) {
     this.revisionNow = o.revision;
     this.writtenNow = o.written;
+    this.writtenVersion = o.version();
   }
 
   get revision(): number {
@@ -51,17 +66,21 @@ export class SnapshotWriter {
     return this.writtenNow;
   }
 
-  /** Asks for the current state to be written (soon, coalesced with other requests). */
+  /** Asks for the current state to be written soon: after this turn of the event loop, with whatever else changed in it. */
   request(): void {
     if (this.stopped) return;
     this.requested++;
-    if (!this.paused) this.loop ??= this.run();
+    this.scheduled ??= setImmediate(() => {
+      this.scheduled = undefined;
+      this.start();
+    });
   }
 
   /** Resolves once the state at the time of the call is durable; rejects if the writer stops first. */
   flush(): Promise<void> {
-    this.request();
     if (this.stopped) return Promise.reject(this.stopped);
+    this.requested++;
+    this.start();
     const target = this.requested;
     if (this.done >= target) return Promise.resolve();
     return new Promise((resolve, reject) => this.waiters.push({ seq: target, resolve, reject }));
@@ -78,30 +97,42 @@ export class SnapshotWriter {
 
   resume(): void {
     this.paused = false;
-    if (this.done < this.requested) this.loop ??= this.run();
+    this.start();
   }
 
   /** Stops for good; pending flushes reject with `reason`. */
   stop(reason: Error): void {
     this.stopped ??= reason;
+    clearImmediate(this.scheduled);
+    this.scheduled = undefined;
     for (const w of this.waiters.splice(0)) w.reject(reason);
+  }
+
+  private start(): void {
+    if (this.running || this.paused || this.stopped || this.done >= this.requested) return;
+    this.running = true;
+    this.loop = this.run();
   }
 
   private async run(): Promise<void> {
     let backoff = 100;
     while (this.done < this.requested && !this.stopped && !this.paused) {
       const seq = this.requested;
+      const version = this.o.version();
+      if (version === this.writtenVersion) {
+        // Everything asked for is in the write that just finished.
+        this.settle(seq);
+        continue;
+      }
       const next = this.o.build();
       try {
         const started = this.o.clock.now();
         this.revisionNow = await this.o.store.update(this.o.taskId, next, this.revisionNow);
         this.o.onWritten?.(this.o.clock.now() - started);
         this.writtenNow = next;
-        this.done = seq;
+        this.writtenVersion = version;
+        this.settle(seq);
         backoff = 100;
-        const ready = this.waiters.filter((w) => w.seq <= seq);
-        this.waiters = this.waiters.filter((w) => w.seq > seq);
-        for (const w of ready) w.resolve();
       } catch (err) {
         if (err instanceof RevisionConflictError) {
           this.o.logger.warn('another host advanced this task; stopping here without writing');
@@ -114,6 +145,14 @@ export class SnapshotWriter {
         backoff = Math.min(backoff * 2, 2000);
       }
     }
-    this.loop = undefined;
+    this.running = false;
+  }
+
+  /** Requests up to `seq` are durable. */
+  private settle(seq: number): void {
+    this.done = seq;
+    const ready = this.waiters.filter((w) => w.seq <= seq);
+    this.waiters = this.waiters.filter((w) => w.seq > seq);
+    for (const w of ready) w.resolve();
   }
 }

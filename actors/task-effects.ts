@@ -46,7 +46,8 @@ export interface TaskEffectsOptions {
 export class TaskEffects {
   constructor(private readonly o: TaskEffectsOptions) {}
 
-  model(input: ModelEffectInput, signal: AbortSignal): Promise<ModelTurn> {
+  /** `fresh`: no runner ran this effect before (see {@link EffectSpec.fresh}). */
+  model(input: ModelEffectInput, signal: AbortSignal, fresh = false): Promise<ModelTurn> {
     const { deps, agent, taskId } = this.o;
     const client = deps.model(agent);
     const supervisor = this.o.supervisor();
@@ -61,6 +62,7 @@ export class TaskEffects {
         contextTokens: agent.contextTokens,
         breakers: deps.breakers,
         clock: deps.clock,
+        fresh,
         admit: (key, quote) => {
           const granted = supervisor.reserve(key, quote);
           if (granted === undefined) {
@@ -110,7 +112,7 @@ export class TaskEffects {
     return runWait(input, { taskId, inbox: deps.inbox, gateway: deps.gateway, events: deps.events, schemas: agent.inbox, timer: this.o.timer, now: () => deps.clock.now() });
   }
 
-  async tools(input: ToolsEffectInput, signal: AbortSignal): Promise<ToolResultBlock[]> {
+  async tools(input: ToolsEffectInput, signal: AbortSignal, fresh = false): Promise<ToolResultBlock[]> {
     const { deps, agent, taskId } = this.o;
     const results = await runToolsEffect(
       input,
@@ -126,6 +128,7 @@ export class TaskEffects {
         taskId,
         principal: principalOf(this.o.principal(), deps.principals),
         tools: agent.tools,
+        fresh,
         now: () => deps.clock.now(),
         onResult: (report) => {
           this.o.count((usage) => ({ ...usage, toolCalls: usage.toolCalls + 1 }));

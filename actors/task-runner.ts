@@ -112,7 +112,12 @@ export class TaskRunner {
   private timers: SnapshotEnvelope['timers'];
   /** Untrusted content is in the conversation (persisted with every write). */
   private tainted = false;
-  private forceWrite = false;
+  /** The task was restored from a snapshot (not created by this runner). */
+  private restored = false;
+  /** The actor is starting from a restored snapshot: the effects starting now are not fresh. */
+  private restoring = false;
+  /** Moves with every change of what {@link build} writes: the writer skips states already written. */
+  private version = 0;
   /** Running totals for `troupe status`; owned here and composed into every write. */
   private usage: NonNullable<SnapshotEnvelope['usage']>;
   private ending = false;
@@ -147,20 +152,28 @@ export class TaskRunner {
       deps,
       supervisor: () => this.supervisor,
       progress: this.progress,
-      count: (change) => (this.usage = change(this.usage)),
+      count: (change) => {
+        this.usage = change(this.usage);
+        this.version++;
+      },
       actOnVerdict: () => this.actOnVerdict(),
       decision: (callKey) => this.base.approvals?.[callKey],
       principal: () => this.base.principal,
       adopt: (children) => {
         this.children = { ...this.children, ...children };
+        this.version++;
       },
       timer: (key, at) => {
         // A deadline is fixed the first time its wait runs: a restart does not move it.
-        this.timers = { ...this.timers, [key]: this.timers?.[key] ?? at };
+        if (this.timers?.[key] === undefined) {
+          this.timers = { ...this.timers, [key]: at };
+          this.version++;
+        }
         return this.timers[key]!;
       },
       tainted: () => this.tainted,
       taint: () => {
+        if (!this.tainted) this.version++;
         this.tainted = true;
       },
     });
@@ -223,6 +236,7 @@ export class TaskRunner {
     const { handover: _voided, ...rest } = env;
     const claimed: SnapshotEnvelope = { ...rest, owner: deps.hostId, runSeq: hold.seq, runDelivery: hold.delivery, updatedAt: deps.clock.now() };
     const runner = new TaskRunner(agent, deps, claimed, hold);
+    runner.restored = true;
     runner.supervisor = env.supervisor
       ? TaskSupervisor.restore(env.supervisor, deps.inspect)
       : TaskSupervisor.create({ ...fallbackLimits, wallClockMs: env.deadlineAt === null ? fallbackLimits.wallClockMs : env.deadlineAt - env.createdAt }, env.createdAt, deps.inspect);
@@ -237,7 +251,7 @@ export class TaskRunner {
   start(): void {
     this.watch();
     this.armDeadline();
-    this.actor.start();
+    this.startActor(this.restored);
     // A restored supervisor may already hold a breach (the host died right after it).
     this.actOnVerdict();
   }
@@ -301,6 +315,7 @@ export class TaskRunner {
       revision,
       written: this.base,
       build: () => this.build(),
+      version: () => this.version,
       onConflict: () => {
         this.ending = true;
         this.end('abandoned');
@@ -313,7 +328,9 @@ export class TaskRunner {
 
   private watch(): void {
     this.actor.subscribe({ next: (snapshot: AnyMachineSnapshot) => this.onSnapshot(snapshot), error: (err: unknown) => this.onActorError(err) });
-    this.supervisor.actor.subscribe(() => this.markDirty());
+    // The supervisor's changes (a reservation, a settled cost, a step) go out with the agent's next
+    // write: each one is followed by a transition, or ends in a forced write (a breach).
+    this.supervisor.actor.subscribe(() => void this.version++);
   }
 
   /**
@@ -322,22 +339,28 @@ export class TaskRunner {
    */
   private providedMachine(): AnyStateMachine {
     const effects = {
-      model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, () => this.effects.model(input, signal))),
-      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, () => this.effects.tools(input, signal))),
+      model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, (fresh) => this.effects.model(input, signal, fresh))),
+      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, (fresh) => this.effects.tools(input, signal, fresh))),
       delegate: fromPromise<DelegateOutput, DelegateInput>(({ input, signal }) => this.effect(signal, () => this.effects.delegate(input))),
       wait: fromPromise<WaitOutput, WaitInput>(({ input, signal }) => this.effect(signal, () => this.effects.wait(input))),
     };
     return this.agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
   }
 
-  /** Every effect: wait until its intent is durable; while draining, never start. */
-  private async effect<T>(signal: AbortSignal, run: () => Promise<T>): Promise<T> {
+  /**
+   * Every effect: wait until its intent is durable; while draining, never start. `run` is told
+   * whether the effect is fresh: started by a transition of this runner, not restored in flight
+   * from a snapshot (whose effects a previous runner may have run).
+   */
+  private async effect<T>(signal: AbortSignal, run: (fresh: boolean) => Promise<T>): Promise<T> {
+    // XState starts a restored snapshot's in-flight effects inside `actor.start()`.
+    const fresh = !this.restoring;
     await this.checkpoint();
     // The intent is durable; whoever resumes the task runs it.
     if (this.draining || this.ending) return never(signal);
     this.inFlight++;
     try {
-      return await run();
+      return await run(fresh);
     } catch (err) {
       if (err instanceof ApprovalNeededSignal) void this.park({ request: this.toolRequest(err) });
       else if (err instanceof WaitSignal) void this.park({ waiting: err.waiting });
@@ -557,8 +580,18 @@ export class TaskRunner {
     this.writer.resume();
     this.watch();
     this.armDeadline();
-    this.actor.start();
+    this.startActor(true);
     this.actOnVerdict();
+  }
+
+  /** Starts the actor; the effects a restored snapshot had in flight start inside, not fresh. */
+  private startActor(restored: boolean): void {
+    this.restoring = restored;
+    try {
+      this.actor.start();
+    } finally {
+      this.restoring = false;
+    }
   }
 
   private async finish(outcome: TaskOutcome): Promise<void> {
@@ -601,17 +634,22 @@ export class TaskRunner {
     this.actor.stop();
   }
 
-  /** Asks for a write if the agent's or the supervisor's snapshot changed since the last one. */
+  /**
+   * Asks for a write (at the end of this turn of the event loop) if the agent's or the
+   * supervisor's snapshot changed since the last look, or if `force`d (the runner's own state
+   * changed: parked, ended).
+   */
   private markDirty(force = false): void {
     const agent = this.frozen ?? this.actor.getSnapshot();
     const supervisor = this.supervisor.actor.getSnapshot();
     if (!force && agent === this.lastAgent && supervisor === this.lastSupervisor) return;
     this.lastAgent = agent;
     this.lastSupervisor = supervisor;
+    this.version++;
     this.writer.request();
   }
 
-  /** Resolves once the task's current state is durable. */
+  /** Resolves once the task's current state is durable (writing it now if it is not written yet). */
   private checkpoint(force = false): Promise<void> {
     this.markDirty(force);
     return this.writer.flush();

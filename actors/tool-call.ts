@@ -9,6 +9,8 @@ export interface LedgeredToolCall {
   signal: AbortSignal;
   /** A person said this vanished attempt did not happen: it may run again. */
   rerunAttempt?: number | undefined;
+  /** No runner ran this call before (see {@link EffectSpec.fresh}). */
+  fresh?: boolean | undefined;
 }
 
 /**
@@ -26,6 +28,7 @@ export function runLedgered(gateway: EffectGateway, tool: Tool<any, any>, call: 
     leaseMs: tool.timeoutMs + 5_000,
     signal: call.signal,
     rerunAttempt: call.rerunAttempt,
+    fresh: call.fresh,
     reconcile: tool.reconcile
       ? async () => {
           const r = await tool.reconcile!(call.key, call.args);

@@ -42,6 +42,8 @@ export interface ToolEffectDeps {
   /** Who the task acts for and what they may call; undefined when no principals are configured. */
   principal: { name: string; grant: PrincipalGrant } | undefined;
   tools: ReadonlyMap<string, Tool<any, any>>;
+  /** The calls were never run before (see {@link EffectSpec.fresh}): the ledger is not read first. */
+  fresh?: boolean | undefined;
   onResult: (report: { key: string; tool: string; status: 'succeeded' | 'failed' | 'rejected' | 'unavailable'; gate?: 'schema' | 'semantic' | 'authorization'; error?: { code: string; message: string }; latencyMs: number; replayed: boolean }) => void;
   now: () => number;
 }
@@ -92,12 +94,12 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
         tool.isolation === 'inline'
           ? // The breaker is consulted only when the call really runs: a recorded result replays
             // whatever the breaker says now.
-            await runLedgered(deps.gateway, tool, { key: call.key, args, signal, rerunAttempt }, () =>
+            await runLedgered(deps.gateway, tool, { key: call.key, args, signal, rerunAttempt, fresh: deps.fresh }, () =>
               guarded(deps.breakers, tool, () => executeTool(tool, args, { key: call.key, taskId: deps.taskId, signal }, deps.execution.inline), signal),
             )
           : // Isolated tools run on workers, which keep the call's ledger entry; a recorded
             // outcome is replayed here without needing one.
-            ((await deps.gateway.recorded<unknown>(call.key)) ??
+            ((deps.fresh ? undefined : await deps.gateway.recorded<unknown>(call.key)) ??
             (await guarded(deps.breakers, tool, () => dispatchTool(tool, { key: call.key, taskId: deps.taskId, args, ...(rerunAttempt !== undefined ? { rerunAttempt } : {}) }, signal, deps.execution.dispatch), signal)));
       if (tool.untrusted) deps.taint();
       deps.onResult({ key: call.key, tool: tool.name, status: 'succeeded', latencyMs: deps.now() - started, replayed });
