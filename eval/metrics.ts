@@ -1,0 +1,153 @@
+/**
+ * What a scenario's run is measured by, read from what the task published (its events and its
+ * children's, as `troupe trace` reads them) and from what the model received (the tap).
+ */
+import type { TraceNode } from '../cli/commands/trace.ts';
+import type { TaskEvent } from '../runtime/wire.ts';
+import type { ApprovalRecord } from './approver.ts';
+import type { TappedRequest } from './model-tap.ts';
+import { editDistance } from './scenario.ts';
+
+/** How a scenario's task ended. `timeout`: it had not ended when the scenario's time was up. */
+export type Outcome = 'done' | 'failed' | 'rejected' | 'timeout';
+
+/** One tool call of the task tree, as its last event about the call's key says. */
+export interface ToolCall {
+  taskId: string;
+  key: string;
+  tool: string;
+  status: 'succeeded' | 'failed' | 'rejected' | 'unavailable';
+  args: unknown;
+  gate?: string | undefined;
+  error?: { code: string; message: string } | undefined;
+}
+
+/** What happened to one of the scenario's faults. */
+export interface FaultRecord {
+  type: string;
+  fired: boolean;
+  detail: string;
+}
+
+/** Everything observed about one scenario's run. */
+export interface Observation {
+  taskId: string;
+  outcome: Outcome;
+  error: { code: string; message: string } | undefined;
+  output: unknown;
+  /** The task and the tasks it delegated to, with their events. Undefined if it was never created. */
+  tree: TraceNode | undefined;
+  requests: readonly TappedRequest[];
+  approvals: readonly ApprovalRecord[];
+  faults: readonly FaultRecord[];
+  durationMs: number;
+}
+
+/** The figures of one scenario. */
+export interface Metrics {
+  /** Model calls of the task tree (distinct effect keys: a call replayed after a crash counts once). */
+  steps: number;
+  /** Tokens of those calls: input, output, cache writes and reads. */
+  tokens: number;
+  costUsd: number;
+  /** HTTP requests the model received (retries after faults and repeated calls included). */
+  modelRequests: number;
+  /** Approval requests the tasks raised. */
+  approvals: number;
+  /** Times another host resumed the task. */
+  resumed: number;
+  /** The root task's tool calls, in order. */
+  toolCalls: ToolCall[];
+  /** Share of tool-choice expectations met (required present, in order where asked; forbidden absent); null when none are set. */
+  toolAccuracy: number | null;
+  /** Similarity of the tool-call sequence to the expected trajectory (1 = identical); null when none is set. */
+  trajectoryMatch: number | null;
+  durationMs: number;
+}
+
+/** Every node of a task tree, depth first. */
+export function nodesOf(tree: TraceNode | undefined): TraceNode[] {
+  if (!tree) return [];
+  return [tree, ...tree.children.flatMap(nodesOf)];
+}
+
+/** A task's tool calls, one per effect key (its last event: a call replayed after a crash is one call), in order of first appearance. */
+export function toolCallsOf(node: Pick<TraceNode, 'taskId' | 'events'>): ToolCall[] {
+  const last = new Map<string, ToolCall>();
+  for (const e of node.events) {
+    if (e.type !== 'tool') continue;
+    last.set(e.key, { taskId: node.taskId, key: e.key, tool: e.tool, status: e.status, args: e.args ?? last.get(e.key)?.args, gate: e.gate, error: e.error });
+  }
+  // A Map keeps the order in which keys were first set.
+  return [...last.values()];
+}
+
+/** Model events once per effect key (the first: a replay repeats the same recorded call). */
+function modelCallsOf(events: readonly TaskEvent[]): Array<Extract<TaskEvent, { type: 'model' }>> {
+  const seen = new Set<string>();
+  const out: Array<Extract<TaskEvent, { type: 'model' }>> = [];
+  for (const e of events) {
+    if (e.type === 'model' && !seen.has(e.key)) {
+      seen.add(e.key);
+      out.push(e);
+    }
+  }
+  return out;
+}
+
+/** A tool "ran" when it was executed, whatever its result: refused calls did not run. */
+export const ran = (c: ToolCall) => c.status === 'succeeded' || c.status === 'failed';
+
+/**
+ * Tool-choice accuracy: each required tool counts 1 if called (after the previous one, when
+ * `ordered`), each forbidden tool 1 if it never ran; divided by how many there are.
+ */
+export function toolAccuracy(calls: readonly ToolCall[], all: readonly ToolCall[], expected: { required: string[]; forbidden: string[]; ordered: boolean } | undefined): number | null {
+  if (!expected || expected.required.length + expected.forbidden.length === 0) return null;
+  let hits = 0;
+  let from = 0;
+  for (const tool of expected.required) {
+    if (expected.ordered) {
+      const at = calls.findIndex((c, i) => i >= from && c.tool === tool);
+      if (at !== -1) {
+        hits++;
+        from = at + 1;
+      }
+    } else if (calls.some((c) => c.tool === tool)) hits++;
+  }
+  for (const tool of expected.forbidden) if (!all.some((c) => c.tool === tool && ran(c))) hits++;
+  return hits / (expected.required.length + expected.forbidden.length);
+}
+
+/** 1 - edit distance / the longer length: 1 for the same sequence, 0 for nothing in common. */
+export function trajectoryMatch(actual: readonly string[], expected: readonly string[] | undefined): number | null {
+  if (!expected) return null;
+  const longest = Math.max(actual.length, expected.length);
+  return longest === 0 ? 1 : 1 - editDistance(actual, expected) / longest;
+}
+
+/** The metrics of an observation, given what the scenario expects of tool choice and trajectory. */
+export function measure(o: Observation, expected: { tools?: { required: string[]; forbidden: string[]; ordered: boolean } | undefined; trajectory?: string[] | undefined }): Metrics {
+  const nodes = nodesOf(o.tree);
+  const models = nodes.flatMap((n) => modelCallsOf(n.events));
+  const approvalIds = new Set<string>();
+  for (const n of nodes) for (const e of n.events) if (e.type === 'escalated') approvalIds.add(e.requestId);
+  for (const a of o.approvals) approvalIds.add(a.requestId);
+  const toolCalls = o.tree ? toolCallsOf(o.tree) : [];
+  const all = nodes.flatMap(toolCallsOf);
+  return {
+    steps: models.length,
+    tokens: models.reduce((sum, m) => sum + m.usage.inputTokens + m.usage.outputTokens + m.usage.cacheCreationInputTokens + m.usage.cacheReadInputTokens, 0),
+    costUsd: models.reduce((sum, m) => sum + m.costUsd, 0),
+    modelRequests: o.requests.length,
+    approvals: approvalIds.size,
+    resumed: o.tree ? o.tree.events.filter((e) => e.type === 'resumed').length : 0,
+    toolCalls,
+    toolAccuracy: toolAccuracy(toolCalls, all, expected.tools),
+    trajectoryMatch: trajectoryMatch(
+      toolCalls.map((c) => c.tool),
+      expected.trajectory,
+    ),
+    durationMs: o.durationMs,
+  };
+}
