@@ -2,7 +2,7 @@
  * A scenario's expectations, checked one by one against what was observed: each check passes or
  * fails with a reason a person can act on.
  */
-import { ran, nodesOf, toolCallsOf, type Metrics, type Observation } from './metrics.ts';
+import { ran, type Metrics, type Observation } from './metrics.ts';
 import { toolResultsSeen } from './model-tap.ts';
 import type { EvalScenario } from './scenario.ts';
 
@@ -55,15 +55,16 @@ export function checkExpectations(s: EvalScenario, o: Observation, m: Metrics): 
   if (e.output?.matches !== undefined) add(`output matches /${e.output.matches}/`, o.outcome === 'done' && new RegExp(e.output.matches).test(text), shown);
 
   const sequence = m.toolCalls.map((c) => c.tool);
-  const all = nodesOf(o.tree).flatMap(toolCallsOf);
+  const all = m.treeToolCalls;
+  const called = all.map((c) => c.tool);
   if (e.tools?.required.length) {
-    const missing = e.tools.required.filter((t) => !sequence.includes(t));
-    const inOrder = orderedHolds(sequence, e.tools.required);
+    const missing = e.tools.required.filter((t) => !called.includes(t));
+    const inOrder = orderedHolds(called, e.tools.required);
     const passed = missing.length === 0 && (!e.tools.ordered || inOrder);
     add(
       `tools called: ${e.tools.required.join(', ')}${e.tools.ordered ? ' (in this order)' : ''}`,
       passed,
-      `the calls were [${sequence.join(', ')}]${missing.length ? `; missing: ${missing.join(', ')}` : ''}${missing.length === 0 && e.tools.ordered && !inOrder ? '; not in the required order' : ''}`,
+      `the calls were [${called.join(', ')}]${missing.length ? `; missing: ${missing.join(', ')}` : ''}${missing.length === 0 && e.tools.ordered && !inOrder ? '; not in the required order' : ''}`,
     );
   }
   for (const tool of e.tools?.forbidden ?? []) {

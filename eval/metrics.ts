@@ -2,6 +2,7 @@
  * What a scenario's run is measured by, read from what the task published (its events and its
  * children's, as `troupe trace` reads them) and from what the model received (the tap).
  */
+import { childIdOf } from '../actors/delegation.ts';
 import type { TraceNode } from '../cli/commands/trace.ts';
 import type { TaskEvent } from '../runtime/wire.ts';
 import type { ApprovalRecord } from './approver.ts';
@@ -56,8 +57,10 @@ export interface Metrics {
   approvals: number;
   /** Times another host resumed the task. */
   resumed: number;
-  /** The root task's tool calls, in order. */
+  /** The root task's tool calls, in order: the trajectory. */
   toolCalls: ToolCall[];
+  /** The tool calls of the whole task tree (delegated tasks included), in the order they were first reported. */
+  treeToolCalls: ToolCall[];
   /** Share of tool-choice expectations met (required present, in order where asked; forbidden absent); null when none are set. */
   toolAccuracy: number | null;
   /** Similarity of the tool-call sequence to the expected trajectory (1 = identical); null when none is set. */
@@ -95,14 +98,42 @@ function modelCallsOf(events: readonly TaskEvent[]): Array<Extract<TaskEvent, { 
   return out;
 }
 
+/**
+ * The tool calls of every task of a tree: each task's in the order it made them, with the calls
+ * of the tasks a call delegated to right after that call (children are found by the ids
+ * delegation derives from the call's key; any other child's calls follow its parent's).
+ */
+export function treeToolCallsOf(tree: TraceNode | undefined): ToolCall[] {
+  const out: ToolCall[] = [];
+  const placed = new Set<string>();
+  const visit = (node: TraceNode): void => {
+    const take = (child: TraceNode) => {
+      placed.add(child.taskId);
+      visit(child);
+    };
+    for (const call of toolCallsOf(node)) {
+      out.push(call);
+      for (let i = 0; ; i++) {
+        const child = node.children.find((c) => c.taskId === childIdOf(call.key, i));
+        if (!child) break;
+        if (!placed.has(child.taskId)) take(child);
+      }
+    }
+    for (const child of node.children) if (!placed.has(child.taskId)) take(child);
+  };
+  if (tree) visit(tree);
+  return out;
+}
+
 /** A tool "ran" when it was executed, whatever its result: refused calls did not run. */
 export const ran = (c: ToolCall) => c.status === 'succeeded' || c.status === 'failed';
 
 /**
- * Tool-choice accuracy: each required tool counts 1 if called (after the previous one, when
- * `ordered`), each forbidden tool 1 if it never ran; divided by how many there are.
+ * Tool-choice accuracy over a task tree's calls: each required tool counts 1 if called (after
+ * the previous one, when `ordered`), each forbidden tool 1 if it never ran; divided by how many
+ * there are.
  */
-export function toolAccuracy(calls: readonly ToolCall[], all: readonly ToolCall[], expected: { required: string[]; forbidden: string[]; ordered: boolean } | undefined): number | null {
+export function toolAccuracy(calls: readonly ToolCall[], expected: { required: string[]; forbidden: string[]; ordered: boolean } | undefined): number | null {
   if (!expected || expected.required.length + expected.forbidden.length === 0) return null;
   let hits = 0;
   let from = 0;
@@ -115,7 +146,7 @@ export function toolAccuracy(calls: readonly ToolCall[], all: readonly ToolCall[
       }
     } else if (calls.some((c) => c.tool === tool)) hits++;
   }
-  for (const tool of expected.forbidden) if (!all.some((c) => c.tool === tool && ran(c))) hits++;
+  for (const tool of expected.forbidden) if (!calls.some((c) => c.tool === tool && ran(c))) hits++;
   return hits / (expected.required.length + expected.forbidden.length);
 }
 
@@ -134,7 +165,7 @@ export function measure(o: Observation, expected: { tools?: { required: string[]
   for (const n of nodes) for (const e of n.events) if (e.type === 'escalated') approvalIds.add(e.requestId);
   for (const a of o.approvals) approvalIds.add(a.requestId);
   const toolCalls = o.tree ? toolCallsOf(o.tree) : [];
-  const all = nodes.flatMap(toolCallsOf);
+  const treeToolCalls = treeToolCallsOf(o.tree);
   return {
     steps: models.length,
     tokens: models.reduce((sum, m) => sum + m.usage.inputTokens + m.usage.outputTokens + m.usage.cacheCreationInputTokens + m.usage.cacheReadInputTokens, 0),
@@ -143,7 +174,8 @@ export function measure(o: Observation, expected: { tools?: { required: string[]
     approvals: approvalIds.size,
     resumed: o.tree ? o.tree.events.filter((e) => e.type === 'resumed').length : 0,
     toolCalls,
-    toolAccuracy: toolAccuracy(toolCalls, all, expected.tools),
+    treeToolCalls,
+    toolAccuracy: toolAccuracy(treeToolCalls, expected.tools),
     trajectoryMatch: trajectoryMatch(
       toolCalls.map((c) => c.tool),
       expected.trajectory,

@@ -176,14 +176,14 @@ const expectSchema = strict({
     matches: z.string().min(1).optional(),
   }).optional(),
   tools: strict({
-    /** Tools the model must call (whatever came of the call). */
+    /** Tools the model must call, in the task or a task it delegated to (whatever came of the call). */
     required: z.array(toolName).default([]),
-    /** Tools that must never run (a call refused by a gate or an approver did not run). */
+    /** Tools that must never run, in the task or a task it delegated to (a call refused by a gate or an approver did not run). */
     forbidden: z.array(toolName).default([]),
     /** The required calls must come in the order listed. @default false */
     ordered: z.boolean().default(false),
   }).optional(),
-  /** The exact sequence of the task's tool calls (names, in order). */
+  /** The exact sequence of the task's own tool calls (names, in order; delegated tasks' calls are not in it). */
   trajectory: z.array(toolName).optional(),
   /** Most steps (model calls) for the whole task tree. */
   maxSteps: z.number().int().min(1).optional(),

@@ -17,7 +17,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'troupe-eval-cli-'));
 const baseline = path.join(dir, 'baseline.json');
 // The example billing desk records its refunds here, not in the shared temporary directory.
 const env = { BILLING_DESK_DIR: path.join(dir, 'billing') };
-const EXAMPLES = ['deliberately-failing', 'host-kill', 'model-overloaded', 'prompt-injection', 'refund-approved', 'step-limit', 'support-desk', 'tool-timeout', 'worker-crash'];
+const EXAMPLES = ['deliberately-failing', 'host-kill', 'model-overloaded', 'prompt-injection', 'refund-approved', 'step-limit', 'support-desk', 'tool-timeout', 'triage-delegation', 'worker-crash'];
 
 beforeAll(async () => {
   nats = await startNats();
@@ -41,13 +41,13 @@ describe('troupe eval', () => {
     expect(rowOf(out, 'prompt-injection')?.slice(2, 3).concat(rowOf(out, 'prompt-injection')!.slice(6, 9))).toEqual(['done', '1', '100%', '100%']);
     expect(rowOf(out, 'step-limit')?.[2]).toBe('failed');
     expect(rowOf(out, 'deliberately-failing')?.slice(6, 9)).toEqual(['0', '0%', '0%']);
-    expect(out).toMatch(/^total\s+8\/9\s+8\/9 done\s+\d+/m);
-    expect(out).toContain('completion 89% (8 of 9 done, 9 of 9 ended as expected) · passed 8 · failed 1 · could not run 0');
+    expect(out).toMatch(/^total\s+9\/10\s+9\/10 done\s+\d+/m);
+    expect(out).toContain('completion 90% (9 of 10 done, 10 of 10 ended as expected) · passed 9 · failed 1 · could not run 0');
     expect(out).toContain('✗ output contains "A-1001": the output was "Your order is on its way and will arrive tomorrow!"');
     expect(out).toContain('✗ tools called: lookup_order: the calls were []; missing: lookup_order');
     expect(out).toContain('✗ trajectory [lookup_order]: the calls were [] (match 0%)');
     // Not a TTY: a plain line per scenario on stderr.
-    for (const name of EXAMPLES) expect(run.stderr).toMatch(new RegExp(`^eval \\[\\d/9\\] ${name}: (passed|FAILED \\(3 of 5 checks\\)) in \\d+\\.\\d s$`, 'm'));
+    for (const name of EXAMPLES) expect(run.stderr).toMatch(new RegExp(`^eval \\[\\d+/10\\] ${name}: (passed|FAILED \\(3 of 5 checks\\)) in \\d+\\.\\d s$`, 'm'));
 
     const saved = JSON.parse(readFileSync(baseline, 'utf8')) as EvalBaseline;
     expect(Object.keys(saved.scenarios).sort()).toEqual(EXAMPLES);
@@ -61,6 +61,9 @@ describe('troupe eval', () => {
     expect(s['prompt-injection']!.checks).toMatchObject({ 'fault injection read_customer_email fired': true, 'tool issue_refund never runs': true, 'output of read_customer_email reaches the model delimited as untrusted': true, 'approvals 1': true });
     expect(s['refund-approved']).toMatchObject({ approvals: 1, status: 'passed' });
     expect(s['step-limit']!.checks).toMatchObject({ 'outcome failed': true, 'error limit_exceeded': true });
+    // Delegation: the specialists' calls count for the tree; the trajectory is the triage task's own.
+    expect(s['triage-delegation']).toMatchObject({ status: 'passed', steps: 5, trajectoryMatch: 1, toolAccuracy: 1 });
+    expect(s['triage-delegation']!.checks).toMatchObject({ 'tools called: delegate, lookup_order (in this order)': true, 'fault model_overloaded fired': true });
     // The worker crash ran the refund once: the replacement worker reconciled, found nothing, ran it.
     const refunds = readFileSync(path.join(env.BILLING_DESK_DIR, 'refunds.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { key: string; invoiceId: string });
     expect(refunds.filter((r) => r.invoiceId === 'INV-1001')).toHaveLength(1);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ruleFor } from '../../eval/approver.ts';
 import { baselineOf, compareWithBaseline } from '../../eval/baseline.ts';
-import { measure, toolAccuracy, toolCallsOf, trajectoryMatch, type Observation } from '../../eval/metrics.ts';
+import { measure, toolAccuracy, toolCallsOf, trajectoryMatch, treeToolCallsOf, type Observation } from '../../eval/metrics.ts';
 import { createProgress } from '../../eval/progress.ts';
 import type { ScenarioResult } from '../../eval/run-scenario.ts';
 import { findScenarioFiles, loadScenarioFile, ScenarioFileError } from '../../eval/scenario-file.ts';
@@ -92,13 +92,26 @@ describe('metrics', () => {
     expect(measure(o, {})).toMatchObject({ steps: 3, tokens: 45, costUsd: 1.75, approvals: 1, resumed: 1, toolAccuracy: null, trajectoryMatch: null });
   });
 
+  it('puts a delegated task\'s calls right after the call that delegated it', () => {
+    const child = (taskId: string, events: TaskEvent[]) => ({ taskId, agent: 'c', status: 'done' as const, events, children: [] });
+    const tree = {
+      taskId: 't',
+      agent: 'p',
+      status: 'done' as const,
+      // The delegate call is reported when its children are done, after their own calls.
+      events: [tool('t/0/1', 'lookup', 'succeeded'), tool('t/1/1', 'delegate', 'succeeded'), tool('t/2/1', 'reply', 'succeeded')],
+      children: [child('t-1-1-2', [tool('t-1-1-2/0/1', 'b', 'succeeded')]), child('t-1-1-1', [tool('t-1-1-1/0/1', 'a', 'succeeded')]), child('stray', [tool('stray/0/1', 'z', 'succeeded')])],
+    };
+    expect(treeToolCallsOf(tree).map((c) => c.tool)).toEqual(['lookup', 'delegate', 'a', 'b', 'reply', 'z']);
+  });
+
   it('scores tool choice (required, in order, forbidden never run) and trajectory similarity', () => {
     const calls = toolCallsOf({ taskId: 't', events: [tool('k1', 'b', 'succeeded'), tool('k2', 'a', 'succeeded'), tool('k3', 'x', 'rejected')] });
-    expect(toolAccuracy(calls, calls, { required: ['a', 'b'], forbidden: ['x'], ordered: false })).toBe(1);
+    expect(toolAccuracy(calls, { required: ['a', 'b'], forbidden: ['x'], ordered: false })).toBe(1);
     // In order: a is found, b only before it.
-    expect(toolAccuracy(calls, calls, { required: ['a', 'b'], forbidden: [], ordered: true })).toBe(0.5);
+    expect(toolAccuracy(calls, { required: ['a', 'b'], forbidden: [], ordered: true })).toBe(0.5);
     const ranX = toolCallsOf({ taskId: 't', events: [tool('k1', 'x', 'failed')] });
-    expect(toolAccuracy(ranX, ranX, { required: [], forbidden: ['x'], ordered: false })).toBe(0);
+    expect(toolAccuracy(ranX, { required: [], forbidden: ['x'], ordered: false })).toBe(0);
     expect(trajectoryMatch(['a', 'b', 'c'], ['a', 'b', 'c'])).toBe(1);
     expect(trajectoryMatch(['a', 'c'], ['a', 'b', 'c'])).toBeCloseTo(2 / 3);
     expect(trajectoryMatch([], [])).toBe(1);
@@ -118,7 +131,7 @@ function result(name: string, over: Partial<ScenarioResult> & { steps?: number; 
     outcome: 'done',
     error: undefined,
     output: 'x',
-    metrics: { steps, tokens: 100, costUsd, modelRequests: steps, approvals: 0, resumed: 0, toolCalls: [], toolAccuracy: null, trajectoryMatch: null, durationMs: 1 },
+    metrics: { steps, tokens: 100, costUsd, modelRequests: steps, approvals: 0, resumed: 0, toolCalls: [], treeToolCalls: [], toolAccuracy: null, trajectoryMatch: null, durationMs: 1 },
     checks: [{ name: 'outcome done', passed: true, reason: '' }],
     faults: [],
     problems: [],
