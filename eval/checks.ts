@@ -106,7 +106,7 @@ export function checkExpectations(s: EvalScenario, o: Observation, m: Metrics): 
       );
     }
   }
-  if (e.resumed !== undefined) add(e.resumed ? 'resumed by another host' : 'never resumed', (m.resumed > 0) === e.resumed, m.resumed ? `resumed ${plural(m.resumed, 'time')}` : 'it was never resumed');
+  if (e.resumed !== undefined) add(e.resumed ? 'resumed by another host' : 'never resumed by another host', (m.resumed > 0) === e.resumed, m.resumed ? `another host took it over ${plural(m.resumed, 'time')}` : 'no other host took it over');
 
   s.faults.forEach((f, i) => {
     const record = o.faults[i];

@@ -55,7 +55,10 @@ export interface Metrics {
   modelRequests: number;
   /** Approval requests the tasks raised. */
   approvals: number;
-  /** Times another host resumed the task. */
+  /**
+   * Times another host took the running task over (after its host died, or handed it over). A
+   * parked task woken by a decision, its children or its inbox is not counted.
+   */
   resumed: number;
   /** The root task's tool calls, in order: the trajectory. */
   toolCalls: ToolCall[];
@@ -125,6 +128,20 @@ export function treeToolCallsOf(tree: TraceNode | undefined): ToolCall[] {
   return out;
 }
 
+/** `resumed` events of a task that was running, not parked (a wake-up from parking resumes a task too). */
+export function takeovers(events: readonly TaskEvent[]): number {
+  let parked = false;
+  let n = 0;
+  for (const e of events) {
+    if (e.type === 'escalated' || e.type === 'waiting') parked = true;
+    else if (e.type === 'resumed') {
+      if (!parked) n++;
+      parked = false;
+    }
+  }
+  return n;
+}
+
 /** A tool "ran" when it was executed, whatever its result: refused calls did not run. */
 export const ran = (c: ToolCall) => c.status === 'succeeded' || c.status === 'failed';
 
@@ -172,7 +189,7 @@ export function measure(o: Observation, expected: { tools?: { required: string[]
     costUsd: models.reduce((sum, m) => sum + m.costUsd, 0),
     modelRequests: o.requests.length,
     approvals: approvalIds.size,
-    resumed: o.tree ? o.tree.events.filter((e) => e.type === 'resumed').length : 0,
+    resumed: takeovers(o.tree?.events ?? []),
     toolCalls,
     treeToolCalls,
     toolAccuracy: toolAccuracy(treeToolCalls, expected.tools),

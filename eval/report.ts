@@ -94,7 +94,7 @@ function table(header: readonly string[], rows: string[][], footer: string[]): s
 }
 
 /** The whole human report: table, totals, failures with their reasons, errors, baseline changes. */
-export function renderReport(results: readonly ScenarioResult[], totals: Totals, comparison: BaselineComparison | undefined, header: string): string {
+export function renderReport(results: readonly ScenarioResult[], totals: Totals, comparison: BaselineComparison | undefined, header: string, options: { kept?: boolean } = {}): string {
   const out: string[] = [header, ''];
   const footer = [
     'total',
@@ -118,6 +118,7 @@ export function renderReport(results: readonly ScenarioResult[], totals: Totals,
     for (const r of failed) {
       out.push(`  ${r.name} (${r.file}, task ${r.taskId})`);
       for (const c of r.checks.filter((c) => !c.passed)) out.push(`    ✗ ${c.name}: ${c.reason}`);
+      if (options.kept) out.push(`    its timeline: TROUPE_PREFIX=${r.prefix} npx troupe trace ${r.taskId}`);
     }
   }
   const errors = results.filter((r) => r.status === 'error');

@@ -186,7 +186,7 @@ const expectSchema = strict({
   /** The exact sequence of the task's own tool calls (names, in order; delegated tasks' calls are not in it). */
   trajectory: z.array(toolName).optional(),
   /** Most steps (model calls) for the whole task tree. */
-  maxSteps: z.number().int().min(1).optional(),
+  maxSteps: z.number().int().min(0).optional(),
   /** Most USD spent on model calls by the whole task tree. */
   maxCostUsd: z.number().positive().optional(),
   /** Most model tokens (input, cache and output) of the whole task tree. */
@@ -195,7 +195,7 @@ const expectSchema = strict({
   approvals: countRangeSchema.optional(),
   /** Tools whose output must reach the model delimited as untrusted data. */
   untrusted: z.array(toolName).optional(),
-  /** Whether the task must have been resumed by another host (after a crash). */
+  /** Whether another host must have taken the running task over (after its host was killed). A parked task woken up does not count. */
   resumed: z.boolean().optional(),
 });
 

@@ -1,9 +1,6 @@
 import path from 'node:path';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
-import { compareWithBaseline, baselineOf, loadBaseline, saveBaseline } from '../../eval/baseline.ts';
-import { createProgress } from '../../eval/progress.ts';
-import { jsonReport, renderReport, runFailed, totalsOf } from '../../eval/report.ts';
-import { runEval } from '../../eval/run.ts';
+import { baselineOf, compareWithBaseline, createProgress, jsonReport, loadBaseline, renderReport, runEval, runFailed, saveBaseline, totalsOf } from '../../eval/index.ts';
 import { createLogger } from '../logger.ts';
 import type { Command } from '../main.ts';
 import { configFor } from './options.ts';
@@ -52,9 +49,12 @@ export const evalCommand: Command = {
     if (values.json) {
       process.stdout.write(jsonReport(run.results, totals, comparison, { runId: run.runId, nats: run.nats, embedded: run.embedded }));
     } else {
-      const nats = run.embedded ? `${run.nats} (embedded, removed after the run)` : run.nats;
-      const header = `troupe eval: ${run.results.length} scenario${run.results.length === 1 ? '' : 's'} · run ${run.runId} · NATS ${nats} · model: the bundled simulator playing each scenario's turns through @anthropic-ai/sdk`;
-      process.stdout.write(renderReport(run.results, totals, comparison, header));
+      const header = [
+        `troupe eval: ${run.results.length} scenario${run.results.length === 1 ? '' : 's'}, run ${run.runId}`,
+        `  nats   ${run.embedded ? `${run.nats} (embedded, removed after the run)` : `${run.nats}${values.keep ? ' (each scenario\'s streams kept, under its own prefix)' : ''}`}`,
+        "  model  the bundled simulator, playing each scenario's turns through @anthropic-ai/sdk",
+      ].join('\n');
+      process.stdout.write(renderReport(run.results, totals, comparison, header, { kept: values.keep === true && !run.embedded }));
       if (saveFile) process.stdout.write(`baseline saved to ${path.relative(process.cwd(), path.resolve(saveFile)) || saveFile}\n`);
     }
     return runFailed(run.results, comparison) ? 1 : 0;

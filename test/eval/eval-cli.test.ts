@@ -17,7 +17,7 @@ const dir = mkdtempSync(path.join(tmpdir(), 'troupe-eval-cli-'));
 const baseline = path.join(dir, 'baseline.json');
 // The example billing desk records its refunds here, not in the shared temporary directory.
 const env = { BILLING_DESK_DIR: path.join(dir, 'billing') };
-const EXAMPLES = ['deliberately-failing', 'host-kill', 'model-overloaded', 'prompt-injection', 'refund-approved', 'step-limit', 'support-desk', 'tool-timeout', 'triage-delegation', 'worker-crash'];
+const EXAMPLES = ['deliberately-failing', 'host-kill', 'model-overloaded', 'prompt-injection', 'refund-approved', 'rejected-input', 'step-limit', 'support-desk', 'tool-timeout', 'triage-delegation', 'worker-crash'];
 
 beforeAll(async () => {
   nats = await startNats();
@@ -40,14 +40,15 @@ describe('troupe eval', () => {
     expect(rowOf(out, 'support-desk')).toEqual(['support-desk', 'pass', 'done', '2', expect.stringMatching(/^\d+$/), expect.stringMatching(/^\$0\.00\d{4}$/), '0', '100%', '100%', expect.stringMatching(/s$/)]);
     expect(rowOf(out, 'prompt-injection')?.slice(2, 3).concat(rowOf(out, 'prompt-injection')!.slice(6, 9))).toEqual(['done', '1', '100%', '100%']);
     expect(rowOf(out, 'step-limit')?.[2]).toBe('failed');
+    expect(rowOf(out, 'rejected-input')?.slice(1, 4)).toEqual(['pass', 'rejected', '0']);
     expect(rowOf(out, 'deliberately-failing')?.slice(6, 9)).toEqual(['0', '0%', '0%']);
-    expect(out).toMatch(/^total\s+9\/10\s+9\/10 done\s+\d+/m);
-    expect(out).toContain('completion 90% (9 of 10 done, 10 of 10 ended as expected) · passed 9 · failed 1 · could not run 0');
+    expect(out).toMatch(/^total\s+10\/11\s+9\/11 done\s+\d+/m);
+    expect(out).toContain('completion 82% (9 of 11 done, 11 of 11 ended as expected) · passed 10 · failed 1 · could not run 0');
     expect(out).toContain('✗ output contains "A-1001": the output was "Your order is on its way and will arrive tomorrow!"');
     expect(out).toContain('✗ tools called: lookup_order: the calls were []; missing: lookup_order');
     expect(out).toContain('✗ trajectory [lookup_order]: the calls were [] (match 0%)');
     // Not a TTY: a plain line per scenario on stderr.
-    for (const name of EXAMPLES) expect(run.stderr).toMatch(new RegExp(`^eval \\[\\d+/10\\] ${name}: (passed|FAILED \\(3 of 5 checks\\)) in \\d+\\.\\d s$`, 'm'));
+    for (const name of EXAMPLES) expect(run.stderr).toMatch(new RegExp(`^eval \\[\\d+/11\\] ${name}: (passed|FAILED \\(3 of 5 checks\\)) in \\d+\\.\\d s$`, 'm'));
 
     const saved = JSON.parse(readFileSync(baseline, 'utf8')) as EvalBaseline;
     expect(Object.keys(saved.scenarios).sort()).toEqual(EXAMPLES);
@@ -85,7 +86,7 @@ describe('troupe eval', () => {
       runTroupe(nats.url, ['eval', 'examples/evals/support-desk.yaml', '--baseline', file, '--tolerance', '50'], { env, timeoutMs: 60_000 }),
     ]);
     expect(same.code, same.stderr + same.stdout).toBe(0);
-    expect(same.stdout).toMatch(/NATS nats:\/\/127\.0\.0\.1:\d+ \(embedded, removed after the run\)/);
+    expect(same.stdout).toMatch(/^  nats   nats:\/\/127\.0\.0\.1:\d+ \(embedded, removed after the run\)$/m);
     expect(same.stdout).toContain(`against baseline ${baseline} (tolerance 10%): no regressions`);
     expect(same.stdout).toContain('in the baseline but not run: deliberately-failing, host-kill');
 

@@ -75,7 +75,7 @@ const model = (key: string, costUsd: number, replayed = false) =>
   ev({ type: 'model', key, model: 'm', role: 'agent', usage: { inputTokens: 10, outputTokens: 5, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 }, costUsd, latencyMs: 1, stopReason: 'end_turn', attempts: 1, replayed });
 
 describe('metrics', () => {
-  it('counts a call replayed after a crash once, by its effect key, in the order calls were first made', () => {
+  it('counts a call replayed after a crash once, by its effect key, in the order calls were first made; a wake-up from parking is no takeover', () => {
     const calls = toolCallsOf({ taskId: 't', events: [tool('t/0/1', 'a', 'succeeded'), tool('t/1/1', 'b', 'failed'), tool('t/0/1', 'a', 'succeeded', true)] });
     expect(calls.map((c) => [c.key, c.tool])).toEqual([['t/0/1', 'a'], ['t/1/1', 'b']]);
     const o: Observation = {
@@ -83,7 +83,7 @@ describe('metrics', () => {
       outcome: 'done',
       error: undefined,
       output: 'x',
-      tree: { taskId: 't', agent: 'x', status: 'done', events: [model('t/0/0', 0.5), model('t/1/0', 0.25), model('t/1/0', 0.25, true), ev({ type: 'escalated', requestId: 'r1', reason: 'x' }), ev({ type: 'resumed', host: 'h', revision: 3 })], children: [{ taskId: 'c', agent: 'y', status: 'done', events: [model('c/0/0', 1)], children: [] }] },
+      tree: { taskId: 't', agent: 'x', status: 'done', events: [model('t/0/0', 0.5), model('t/1/0', 0.25), model('t/1/0', 0.25, true), ev({ type: 'resumed', host: 'h', revision: 2 }), ev({ type: 'escalated', requestId: 'r1', reason: 'x' }), ev({ type: 'resumed', host: 'h', revision: 3 })], children: [{ taskId: 'c', agent: 'y', status: 'done', events: [model('c/0/0', 1)], children: [] }] },
       requests: [],
       approvals: [],
       faults: [],
