@@ -3,7 +3,7 @@
  * bundled simulator playing the model's turns, faults injected, and results scored against
  * expectations and a saved baseline.
  */
-export { runEval, type EvalOptions, type EvalRun } from './run.ts';
+export { EvalInterruptedError, runEval, type EvalOptions, type EvalRun } from './run.ts';
 export { runScenario, type RunContext, type ScenarioResult } from './run-scenario.ts';
 export { evalScenarioSchema, type EvalScenario, type EvalScenarioInput, type EvalFault, type Expectations } from './scenario.ts';
 export { findScenarioFiles, loadScenarioFile, ScenarioFileError, type LoadedScenario, type ScenarioProblem } from './scenario-file.ts';

@@ -31,6 +31,20 @@ export interface EvalOptions {
   keep?: boolean;
   progress?: (total: number) => ProgressSink;
   logLevel?: TroupeConfig['log']['level'];
+  /**
+   * Aborting it stops the run at once: the embedded nats-server is stopped and its data removed,
+   * and the run rejects with an `EvalInterruptedError`. Scenarios in flight are abandoned (the
+   * caller exits the process; child processes exit with it).
+   */
+  signal?: AbortSignal;
+}
+
+/** The run was stopped by its signal (Ctrl-C). */
+export class EvalInterruptedError extends TerminalError {
+  override readonly name = 'EvalInterruptedError';
+  constructor(readonly runId: string, readonly nats: string, readonly embedded: boolean) {
+    super(ErrorCode.cancelled, embedded ? 'interrupted; the nats-server it started is stopped and its data removed' : `interrupted; the scenarios' streams (prefixes ev${runId}*) may be left on ${nats}`);
+  }
 }
 
 /** What a run did. */
@@ -106,7 +120,12 @@ export async function runEval(o: EvalOptions): Promise<EvalRun> {
         progress?.finished(result);
       }
     };
-    await Promise.all(Array.from({ length: Math.max(1, Math.min(o.concurrency ?? 4, runnable.length)) }, worker));
+    const interrupted = new Promise<never>((_, reject) => {
+      const stop = () => reject(new EvalInterruptedError(runId, servers?.join(',') ?? '-', embedded));
+      if (o.signal?.aborted) stop();
+      o.signal?.addEventListener('abort', stop, { once: true });
+    });
+    await Promise.race([Promise.all(Array.from({ length: Math.max(1, Math.min(o.concurrency ?? 4, runnable.length)) }, worker)), interrupted]);
   } finally {
     progress?.close();
     await stopServer();

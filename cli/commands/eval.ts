@@ -1,8 +1,9 @@
 import path from 'node:path';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
-import { baselineOf, compareWithBaseline, createProgress, jsonReport, loadBaseline, renderReport, runEval, runFailed, saveBaseline, totalsOf } from '../../eval/index.ts';
+import { baselineOf, compareWithBaseline, createProgress, EvalInterruptedError, jsonReport, loadBaseline, renderReport, runEval, runFailed, saveBaseline, totalsOf } from '../../eval/index.ts';
 import { createLogger } from '../logger.ts';
 import type { Command } from '../main.ts';
+import { untilSignal } from '../signals.ts';
 import { configFor } from './options.ts';
 
 export const evalCommand: Command = {
@@ -33,7 +34,10 @@ export const evalCommand: Command = {
     // Hosts, workers and the model log nothing unless LOG_LEVEL asks: the report is the output.
     const level = process.env.LOG_LEVEL ? loaded.config.log.level : 'silent';
     const logger = createLogger({ ...loaded.config, log: { ...loaded.config.log, level } });
-    const run = await runEval({
+    // Ctrl-C stops the run at once (the nats-server it started goes with it) and exits 130.
+    const interrupt = new AbortController();
+    void untilSignal(logger, 'troupe eval interrupted').then(() => interrupt.abort());
+    const running = runEval({
       paths: positionals,
       loaded,
       logger,
@@ -42,6 +46,12 @@ export const evalCommand: Command = {
       exclude: [baselineFile, saveFile].filter((f): f is string => f !== undefined),
       progress: (total) => createProgress(process.stderr, total),
       logLevel: level,
+      signal: interrupt.signal,
+    });
+    const run = await running.catch((err: unknown) => {
+      if (!(err instanceof EvalInterruptedError)) throw err;
+      process.stderr.write(`\ntroupe eval: ${err.message}\n`);
+      process.exit(130);
     });
     const totals = totalsOf(run.results, run.durationMs);
     const comparison = baseline && baselineFile ? compareWithBaseline(baselineFile, baseline, run.results, tolerance) : undefined;
