@@ -46,8 +46,7 @@ export const issueRefund = defineTool({
   output: z.object({ refundId: z.string(), amountUsd: z.number() }),
   reversibility: 'irreversible',
   isolation: 'thread',
-  // Room for a cold worker thread to load this module on a busy machine.
-  timeoutMs: 2_000,
+  timeoutMs: 1_500,
   amount: ({ amountUsd }) => amountUsd,
   validate: ({ invoiceId, amountUsd }) => {
     const invoice = INVOICES.get(invoiceId);
