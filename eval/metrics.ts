@@ -41,6 +41,7 @@ export interface Observation {
   requests: readonly TappedRequest[];
   approvals: readonly ApprovalRecord[];
   faults: readonly FaultRecord[];
+  /** From the task's submission to its end (or to the scenario's timeout). */
   durationMs: number;
 }
 
@@ -68,6 +69,7 @@ export interface Metrics {
   toolAccuracy: number | null;
   /** Similarity of the tool-call sequence to the expected trajectory (1 = identical); null when none is set. */
   trajectoryMatch: number | null;
+  /** How long the task took, from its submission to its end. */
   durationMs: number;
 }
 

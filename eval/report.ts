@@ -76,7 +76,8 @@ function row(r: ScenarioResult): string[] {
     m ? String(m.approvals) : '-',
     m ? pct(m.toolAccuracy) : '-',
     m ? pct(m.trajectoryMatch) : '-',
-    seconds(r.durationMs),
+    // The task's own time; a scenario that could not run took none.
+    m ? seconds(m.durationMs) : '-',
   ];
 }
 

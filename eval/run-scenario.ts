@@ -70,6 +70,7 @@ export interface ScenarioResult {
   faults: FaultRecord[];
   /** Why the scenario could not be run: one line per problem, naming file, line and field. */
   problems: string[];
+  /** The whole scenario: starting its processes, the task, and tearing down. */
   durationMs: number;
 }
 
@@ -180,6 +181,7 @@ export async function runScenario(loaded: LoadedScenario, index: number, ctx: Ru
     }
 
     const task = { taskId, input: s.input, ...(s.budget ? { budget: s.budget } : {}), ...(s.principal ? { principal: s.principal } : {}), metadata: { eval: s.name } };
+    const submittedAt = Date.now();
     const submitted = await submitTask(nc, subj, built.agent.name, task, { wait: false, timeoutMs: s.timeoutMs });
     let outcome: Outcome;
     let error: { code: string; message: string } | undefined;
@@ -188,17 +190,18 @@ export async function runScenario(loaded: LoadedScenario, index: number, ctx: Ru
       outcome = 'rejected';
       error = submitted.verdict.error;
     } else {
-      const end = await ended(jetstream(nc), subj, taskId, started + s.timeoutMs);
+      const end = await ended(jetstream(nc), subj, taskId, submittedAt + s.timeoutMs);
       outcome = end ? (end.type === 'done' ? 'done' : 'failed') : 'timeout';
       if (end?.type === 'done') output = end.output;
       if (end?.type === 'failed') error = end.error;
     }
+    const taskMs = Date.now() - submittedAt;
     await approver.stop();
     // A replacement still starting must be up before anything is torn down.
     await Promise.all(acting);
     const tree = await traceOf(jetstream(nc), subj, new JsonKv(topology.snapshots, subj.buckets.snapshots, snapshotEnvelopeSchema), taskId);
     noteToolFaults(s, faults, fired, tap, sim);
-    const observation: Observation = { taskId, outcome, error, output, tree, requests: tap.requests, approvals: approver.records, faults, durationMs: Date.now() - started };
+    const observation: Observation = { taskId, outcome, error, output, tree, requests: tap.requests, approvals: approver.records, faults, durationMs: taskMs };
     const metrics = measure(observation, s.expect);
     const checks = checkExpectations(s, observation, metrics);
     for (const err of [approver.error, ...driverErrors]) if (err) checks.push({ name: 'harness', passed: false, reason: err.message });

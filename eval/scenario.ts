@@ -227,7 +227,7 @@ export const evalScenarioSchema = strict({
   description: z.string().optional(),
   agent: agentRefSchema,
   /** The task's input; it must match the agent's input schema (or the task is rejected). */
-  input: z.unknown(),
+  input: z.unknown().refine((v) => v !== undefined, 'required field is missing: write `input:` with what a client would submit to the agent'),
   /** The task's budget (it can lower the agent's limits, never raise them). */
   budget: budgetSchema.optional(),
   /** Who the task acts for (config `principals`). @default none */
@@ -239,10 +239,9 @@ export const evalScenarioSchema = strict({
   /** How the harness's approver answers; a string is the default answer. @default reject everything */
   approvals: approvalsSchema.default({ default: 'reject', rules: [] }),
   expect: expectSchema.prefault({}),
-  /** Longest the task may take before the scenario fails as timed out. @default 60000 */
+  /** Longest the task may take, from its submission, before the scenario fails as timed out. @default 60000 */
   timeoutMs: z.number().int().min(100).max(3_600_000).default(60_000),
 }).superRefine((s, ctx) => {
-  if (s.input === undefined) ctx.addIssue({ code: 'custom', path: ['input'], message: 'the task needs an `input` (what a client would submit to the agent)' });
   const { turns, scripts } = s.model;
   if ((turns === undefined) === (scripts === undefined)) {
     ctx.addIssue({ code: 'custom', path: ['model'], message: 'give the model either `turns: [...]` (one conversation) or `scripts: [...]` (simulator scripts with match rules), not both or neither' });
