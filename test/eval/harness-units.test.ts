@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ruleFor } from '../../eval/approver.ts';
 import { baselineOf, compareWithBaseline } from '../../eval/baseline.ts';
 import { measure, toolAccuracy, toolCallsOf, trajectoryMatch, treeToolCallsOf, type Observation } from '../../eval/metrics.ts';
@@ -15,6 +15,7 @@ import type { TaskEvent } from '../../runtime/wire.ts';
 /** The harness's pure parts: scenario files, metrics, baselines, progress. The CLI test runs it all for real. */
 
 const dir = mkdtempSync(path.join(tmpdir(), 'troupe-eval-units-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function file(name: string, text: string): string {
   const f = path.join(dir, name);
   writeFileSync(f, text);
