@@ -8,6 +8,7 @@ import { auditCommand } from './commands/audit.ts';
 import { breakersCommand } from './commands/breakers.ts';
 import { cancelCommand } from './commands/cancel.ts';
 import { demoCommand } from './commands/demo.ts';
+import { evalCommand } from './commands/eval.ts';
 import { hostCommand, upCommand } from './commands/up.ts';
 import { simulatorCommand } from './commands/simulator.ts';
 import { statusCommand, tasksCommand } from './commands/status.ts';
@@ -45,6 +46,7 @@ const commands: Record<string, Command> = {
   approver: approverCommand,
   'nats-config': natsConfigCommand,
   demo: demoCommand,
+  eval: evalCommand,
   simulator: simulatorCommand,
 };
 
