@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { ErrorCode, TerminalError } from '../../common/errors.ts';
-import { baselineOf, compareWithBaseline, createProgress, EvalInterruptedError, jsonReport, loadBaseline, renderReport, runEval, runFailed, saveBaseline, totalsOf } from '../../eval/index.ts';
+import { baselineOf, compareWithBaseline, createProgress, EvalInterruptedError, jsonReport, loadBaseline, renderReport, runEval, runFailed, saveBaseline, totalsOf } from '../eval/index.ts';
 import { createLogger } from '../logger.ts';
 import type { Command } from '../main.ts';
 import { untilSignal } from '../signals.ts';

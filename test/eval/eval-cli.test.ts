@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EvalBaseline } from '../../eval/baseline.ts';
+import type { EvalBaseline } from '../../cli/eval/baseline.ts';
 import { runTroupe } from '../helpers/cli.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 

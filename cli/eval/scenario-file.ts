@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { isMap, isNode, isScalar, LineCounter, parseDocument, type Document } from 'yaml';
 import type { z } from 'zod';
-import { ErrorCode, TerminalError } from '../common/errors.ts';
+import { ErrorCode, TerminalError } from '../../common/errors.ts';
 import { evalScenarioSchema, type EvalScenario } from './scenario.ts';
 
 /** Extensions of scenario files. */

@@ -3,8 +3,8 @@
  * scenario's hosts), answering each request as the scenario's `approvals` say, with decisions
  * signed and checked like anybody's.
  */
-import type { ApproverClient, Verdict } from '../human/approver-client.ts';
-import type { ApprovalRequest } from '../runtime/approvals.ts';
+import type { ApproverClient, Verdict } from '../../human/approver-client.ts';
+import type { ApprovalRequest } from '../../runtime/approvals.ts';
 import type { ApprovalRule, EvalScenario } from './scenario.ts';
 
 /** What the approver did about one request. */

@@ -6,10 +6,10 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { compileConfig } from '../config/load.ts';
-import { connectNats } from '../runtime/connection.ts';
-import type { TroupeConfig } from '../config/schema.ts';
-import type { Subjects } from '../runtime/subjects.ts';
+import { compileConfig } from '../../config/load.ts';
+import { connectNats } from '../../runtime/connection.ts';
+import type { TroupeConfig } from '../../config/schema.ts';
+import type { Subjects } from '../../runtime/subjects.ts';
 
 /** Name of the harness's approver in the scenario configs. */
 export const EVAL_APPROVER = 'troupe-eval';

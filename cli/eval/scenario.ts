@@ -4,10 +4,10 @@
  * inject, how the approver answers, and what is expected. Types are inferred from it.
  */
 import { z } from 'zod';
-import { AGENT_NAME_PATTERN } from '../common/ids.ts';
-import { escalationReasonSchema } from '../runtime/approvals.ts';
-import { budgetSchema } from '../runtime/wire.ts';
-import { scenarioSchema as simulatorScenarioSchema } from '../simulator/index.ts';
+import { AGENT_NAME_PATTERN } from '../../common/ids.ts';
+import { escalationReasonSchema } from '../../runtime/approvals.ts';
+import { budgetSchema } from '../../runtime/wire.ts';
+import { scenarioSchema as simulatorScenarioSchema } from '../../simulator/index.ts';
 
 /** The closest of `known` to `word`, when it is close enough to be a likely typo. */
 export function suggestion(word: string, known: readonly string[]): string | undefined {

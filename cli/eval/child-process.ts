@@ -1,5 +1,5 @@
 /**
- * Starting and killing the child processes of a scenario ({@link ../eval/child.ts}): a host that
+ * Starting and killing the child processes of a scenario ({@link ./child.ts}): a host that
  * is killed at a step, a worker that is killed mid-call.
  */
 import { spawn } from 'node:child_process';

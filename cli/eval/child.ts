@@ -5,11 +5,11 @@
  * {@link startChild}; its spec comes in the `TROUPE_EVAL_CHILD` environment variable.
  */
 import pino from 'pino';
-import { Host } from '../actors/host.ts';
-import type { EffectFaults } from '../actors/effect-gateway.ts';
-import { isolatedTools, ToolWorker } from '../actors/tool-worker.ts';
-import { createModel } from '../cli/model.ts';
-import { compileConfig } from '../config/load.ts';
+import { Host } from '../../actors/host.ts';
+import type { EffectFaults } from '../../actors/effect-gateway.ts';
+import { isolatedTools, ToolWorker } from '../../actors/tool-worker.ts';
+import { createModel } from '../model.ts';
+import { compileConfig } from '../../config/load.ts';
 import { connectFor } from './scenario-config.ts';
 import { loadScenarioAgents } from './agents.ts';
 import { CHILD_SPEC_ENV, childSpecSchema, type ChildMessage } from './child-spec.ts';

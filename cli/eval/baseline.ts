@@ -4,7 +4,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
-import { ErrorCode, TerminalError } from '../common/errors.ts';
+import { ErrorCode, TerminalError } from '../../common/errors.ts';
 import type { ScenarioResult } from './run-scenario.ts';
 
 const entrySchema = z.object({

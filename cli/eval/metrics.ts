@@ -2,9 +2,9 @@
  * What a scenario's run is measured by, read from what the task published (its events and its
  * children's, as `troupe trace` reads them) and from what the model received (the tap).
  */
-import { childIdOf } from '../actors/delegation.ts';
-import type { TraceNode } from '../cli/commands/trace.ts';
-import type { TaskEvent } from '../runtime/wire.ts';
+import { childIdOf } from '../../actors/delegation.ts';
+import type { TraceNode } from '../commands/trace.ts';
+import type { TaskEvent } from '../../runtime/wire.ts';
 import type { ApprovalRecord } from './approver.ts';
 import type { TappedRequest } from './model-tap.ts';
 import { editDistance } from './scenario.ts';

@@ -5,11 +5,11 @@
  * scenario's prefix runs the same agents.
  */
 import path from 'node:path';
-import type { Agent } from '../actors/agent.ts';
-import { loadAgents } from '../cli/load-agents.ts';
-import { systemClock } from '../common/clock.ts';
-import { ToolFailedError } from '../sandbox/errors.ts';
-import { defineTool, type Tool, type ToolContext } from '../sandbox/tool.ts';
+import type { Agent } from '../../actors/agent.ts';
+import { loadAgents } from '../load-agents.ts';
+import { systemClock } from '../../common/clock.ts';
+import { ToolFailedError } from '../../sandbox/errors.ts';
+import { defineTool, type Tool, type ToolContext } from '../../sandbox/tool.ts';
 import type { EvalFault, EvalScenario, FakeTool } from './scenario.ts';
 import { suggestion } from './scenario.ts';
 
