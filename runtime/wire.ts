@@ -31,6 +31,35 @@ export const budgetSchema = z
   .strict();
 export type Budget = z.infer<typeof budgetSchema>;
 
+/**
+ * Deepest nesting of arrays and objects a task message may have (the message itself is level 1).
+ * Far beyond any real input, and far below what would overflow the stack of the recursive
+ * serialisation every accepted task goes through (snapshots, events, the audit log).
+ */
+export const MAX_TASK_DEPTH = 64;
+
+/** Characters no id or key may carry: C0 and C1 controls, and Unicode line and paragraph separators. */
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/**
+ * The delegating task of a child task: set by troupe when an agent delegates, never by a client.
+ * Its taskId is a task id and its key the effect key of the delegation, which starts with that id.
+ */
+export const parentRefSchema = z
+  .object({
+    taskId: taskIdSchema,
+    key: z
+      .string()
+      .min(1)
+      .max(512, 'parent.key must be at most 512 characters')
+      .refine((key) => !CONTROL_CHARACTERS.test(key), 'parent.key must not contain control characters'),
+  })
+  .strict()
+  .refine((parent) => parent.key.startsWith(`${parent.taskId}/`), {
+    message: 'parent.key must be an effect key of the parent task ("<parent.taskId>/..."); "parent" is set by troupe when an agent delegates, leave it out',
+    path: ['key'],
+  });
+
 /** A task submission on `troupe.tasks.<agent>`. */
 export const taskMessageSchema = z
   .object({
@@ -41,7 +70,7 @@ export const taskMessageSchema = z
     /** Who the task acts for: what its tool calls may do is that principal's (config `principals`). */
     principal: z.string().max(128).optional(),
     /** The task that delegated this one, and the effect key of the delegation (set by troupe). */
-    parent: z.object({ taskId: z.string(), key: z.string() }).strict().optional(),
+    parent: parentRefSchema.optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
   })
   .strict();

@@ -91,6 +91,6 @@ export function bwrapArguments(
   args.push('--remount-ro', '/dev', '--remount-ro', '/');
   args.push('--chdir', spec.cwd, '--json-status-fd', String(fds.status));
   if (fds.seccomp !== undefined) args.push('--seccomp', String(fds.seccomp));
-  args.push('--', ...prlimitPrefix(spec.limits), ...spec.command);
+  args.push('--', ...prlimitPrefix(spec.limits, spec.runtime), ...spec.command);
   return args;
 }

@@ -47,13 +47,40 @@ export interface JavaScriptResult {
   durationMs: number;
 }
 
+const MiB = 1024 * 1024;
+
 /** Largest job (code plus input, as JSON) accepted. */
 export const MAX_JOB_BYTES = 4 * 1024 * 1024;
 
 /** Heap for V8's old space: half the memory limit, leaving the rest to buffers and the runtime. */
 export function heapMiBFor(limits: Pick<SandboxLimits, 'memoryBytes'>): number {
-  return Math.max(8, Math.floor(limits.memoryBytes / (1024 * 1024) / 2));
+  return Math.max(8, Math.floor(limits.memoryBytes / MiB / 2));
 }
+
+/**
+ * V8's semi-space size (the young generation is three of them): 1/64 of the memory limit, from 1 to
+ * 8 MiB, so that the whole heap stays within about 5/8 of the limit whatever V8's own defaults are.
+ */
+export function semiSpaceMiBFor(limits: Pick<SandboxLimits, 'memoryBytes'>): number {
+  return Math.min(8, Math.max(1, Math.floor(limits.memoryBytes / MiB / 64)));
+}
+
+/**
+ * Stack of each thread of a sandboxed Node (RLIMIT_STACK). V8 bounds JavaScript recursion at about
+ * 1 MiB of stack on every thread, so 2 MiB is room enough; at the usual 8 MiB, Node's five threads
+ * reserve 40 MiB of private memory before any code runs.
+ */
+export const NODE_THREAD_STACK_BYTES = 2 * MiB;
+
+/**
+ * Private writable memory a sandboxed Node reserves for itself, granted on top of `memoryBytes`:
+ * its thread stacks (libuv's four pool threads take 8 MiB each whatever RLIMIT_STACK says, the
+ * others {@link NODE_THREAD_STACK_BYTES}), its allocator's arenas and the code it loads, plus room
+ * for V8's collector to work at the heap limit. Without it the runtime's own reservations would use
+ * most of a tool's limit before the tool ran, and the kernel would refuse an allocation long before
+ * V8's heap limit was reached, at a point where Node may crash without saying why (SIGSEGV).
+ */
+export const NODE_RUNTIME_RESERVE_BYTES = 80 * MiB;
 
 let nodeBinary: string | undefined;
 
@@ -65,8 +92,13 @@ function resolveNode(): string {
 /**
  * A sandbox spec that starts the running Node binary on a trusted `script` (`node -e`), with `args`
  * after it (`process.argv[1]` onwards). The binary's directory is bound read-only when it is not under
- * `/usr`; `--max-old-space-size` is derived from the memory limit so heap exhaustion is reported by V8
- * before the rlimit hits; no environment beyond the base. `binds` are added to the binary's own.
+ * `/usr`; no environment beyond the base; `binds` are added to the binary's own.
+ *
+ * Memory: V8's heap is sized from the memory limit (old space {@link heapMiBFor}, young generation
+ * {@link semiSpaceMiBFor}) and Node's own reservations are granted on top of it
+ * ({@link NODE_RUNTIME_RESERVE_BYTES}, with {@link NODE_THREAD_STACK_BYTES} stacks), so a heap that
+ * outgrows its limit is always reported by V8 itself ("JavaScript heap out of memory") while the
+ * kernel still has memory to give, and `memoryBytes` is what the code may use, not the runtime.
  */
 export function nodeSandboxSpec(
   script: string,
@@ -78,9 +110,10 @@ export function nodeSandboxSpec(
   const ro = [...(node.startsWith('/usr/') ? [] : [dirname(node)]), ...(options.binds?.ro ?? [])];
   const rw = options.binds?.rw ?? [];
   return {
-    command: [node, `--max-old-space-size=${heapMiBFor(compiled)}`, '-e', script, ...args],
+    command: [node, `--max-old-space-size=${heapMiBFor(compiled)}`, `--max-semi-space-size=${semiSpaceMiBFor(compiled)}`, '-e', script, ...args],
     binds: { ...(ro.length > 0 ? { ro } : {}), ...(rw.length > 0 ? { rw } : {}) },
     limits: compiled,
+    runtime: { reservedBytes: NODE_RUNTIME_RESERVE_BYTES, stackBytes: NODE_THREAD_STACK_BYTES },
   };
 }
 

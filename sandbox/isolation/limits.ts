@@ -35,7 +35,9 @@ export const sandboxLimitsSchema = z
 export interface SandboxLimits {
   /**
    * Private writable memory of each process (RLIMIT_DATA); address space is capped at this plus
-   * {@link ADDRESS_SPACE_HEADROOM_BYTES} (RLIMIT_AS). Allocations past it fail.
+   * {@link ADDRESS_SPACE_HEADROOM_BYTES} (RLIMIT_AS). Allocations past it fail. It is the code's
+   * memory: what its runtime reserves for itself (a sandboxed Node's thread stacks) is granted on top
+   * (see {@link RuntimeReserve}).
    * @default 268435456 (256 MiB)
    */
   memoryBytes: number;
@@ -85,15 +87,36 @@ export function compileSandboxLimits(limits?: Partial<SandboxLimits>): Readonly<
 export const PRLIMIT_PATH = '/usr/bin/prlimit';
 
 /**
+ * What a command's runtime needs for itself, besides the memory its code may use: set by whoever
+ * knows the runtime (see `nodeSandboxSpec`), never by a tool.
+ */
+export interface RuntimeReserve {
+  /**
+   * Private writable memory the runtime reserves for itself without using it (thread stacks are
+   * mapped whole at thread start), granted on top of `memoryBytes` in RLIMIT_DATA and RLIMIT_AS so
+   * that it is not charged to the code. @default 0
+   */
+  reservedBytes: number;
+  /**
+   * RLIMIT_STACK: the main thread's stack and the default size of every other thread's stack.
+   * @default inherited (8 MiB on most systems)
+   */
+  stackBytes?: number | undefined;
+}
+
+/**
  * The `prlimit` prefix that applies `limits` to the sandboxed command. It runs inside the sandbox
  * so that RLIMIT_NPROC is counted in the sandbox's own user namespace (per sandbox, not per host uid),
- * and it execs the command, so it adds no process. Core dumps are disabled.
+ * and it execs the command, so it adds no process. Core dumps are disabled. `runtime`'s reservation
+ * is added to the data and address-space limits, and its stack size, when given, becomes RLIMIT_STACK.
  */
-export function prlimitPrefix(limits: Readonly<SandboxLimits>): string[] {
+export function prlimitPrefix(limits: Readonly<SandboxLimits>, runtime: Readonly<RuntimeReserve> = { reservedBytes: 0 }): string[] {
+  const data = limits.memoryBytes + runtime.reservedBytes;
   return [
     PRLIMIT_PATH,
-    `--data=${limits.memoryBytes}`,
-    `--as=${limits.memoryBytes + ADDRESS_SPACE_HEADROOM_BYTES}`,
+    `--data=${data}`,
+    `--as=${data + ADDRESS_SPACE_HEADROOM_BYTES}`,
+    ...(runtime.stackBytes !== undefined ? [`--stack=${runtime.stackBytes}`] : []),
     `--cpu=${limits.cpuSeconds}:${limits.cpuSeconds + 1}`,
     `--nproc=${limits.processes}`,
     `--fsize=${limits.fileSizeBytes}`,

@@ -65,7 +65,10 @@ export function looksOutOfMemory(text: string): boolean {
  * Judges a finished run: `undefined` when the command ran to a zero exit within every limit, else the
  * typed error that says why not. Precedence: wall clock, output, CPU, memory, then plain exit status.
  * Memory exhaustion is recognised from the failure itself (a fatal allocation message on stderr), since
- * an rlimit makes allocations fail rather than sending a distinctive signal. A run settled on its
+ * an rlimit makes allocations fail rather than sending a distinctive signal; a death without such a
+ * message (a SIGSEGV, say) is a crash, never guessed to be the memory limit. For that to hold, a
+ * runtime must report its own exhaustion before the kernel refuses it memory: a Node sandbox's heap
+ * limit sits well below its data limit for that reason (see `nodeSandboxSpec`). A run settled on its
  * completion lines has no exit status and so counts as failed here; whoever settles early judges the
  * command's own report instead (as the JavaScript runner does).
  */

@@ -3,7 +3,7 @@
  */
 import { posix } from 'node:path';
 import { SandboxSpecError } from './errors.ts';
-import { compileSandboxLimits, type SandboxLimits } from './limits.ts';
+import { compileSandboxLimits, type RuntimeReserve, type SandboxLimits } from './limits.ts';
 
 /** The private, size-limited tmpfs that is the sandbox's only writable place (besides declared rw binds). */
 export const SCRATCH_DIR = '/tmp';
@@ -38,6 +38,11 @@ export interface SandboxSpec {
   env?: Readonly<Record<string, string>>;
   /** Working directory inside the sandbox; absolute, without `..` segments. @default '/tmp' */
   cwd?: string;
+  /**
+   * What the command's runtime needs for itself beyond `limits.memoryBytes` (see {@link RuntimeReserve}).
+   * @default { reservedBytes: 0 }
+   */
+  runtime?: Partial<RuntimeReserve>;
 }
 
 /** A spec that passed validation; frozen. */
@@ -47,6 +52,7 @@ export interface CompiledSandboxSpec {
   readonly limits: Readonly<SandboxLimits>;
   readonly env: Readonly<Record<string, string>>;
   readonly cwd: string;
+  readonly runtime: Readonly<RuntimeReserve>;
 }
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -76,9 +82,24 @@ function checkBind(path: string): string {
   return normal;
 }
 
+/** Largest runtime reservation or stack accepted: far more than any runtime needs. */
+const MAX_RUNTIME_BYTES = 1024 * 1024 * 1024;
+
+function checkRuntime(runtime: Partial<RuntimeReserve> | undefined): Readonly<RuntimeReserve> {
+  const reservedBytes = runtime?.reservedBytes ?? 0;
+  const stackBytes = runtime?.stackBytes;
+  for (const [what, value, min] of [['runtime.reservedBytes', reservedBytes, 0], ['runtime.stackBytes', stackBytes ?? 65_536, 65_536]] as const) {
+    if (!Number.isInteger(value) || value < min || value > MAX_RUNTIME_BYTES) {
+      throw new SandboxSpecError(`${what} must be an integer from ${min} to ${MAX_RUNTIME_BYTES}, got ${String(value)}`);
+    }
+  }
+  return Object.freeze({ reservedBytes, stackBytes });
+}
+
 /**
  * Validates a spec and freezes it, filling in defaults.
- * @throws SandboxSpecError for an empty command, a relative or `..` path, a bad env name, or bad limits.
+ * @throws SandboxSpecError for an empty command, a relative or `..` path, a bad env name, bad limits or
+ *   a bad runtime reservation.
  */
 export function compileSandboxSpec(spec: SandboxSpec): CompiledSandboxSpec {
   if (spec.command.length === 0 || spec.command[0] === '') throw new SandboxSpecError('command must not be empty');
@@ -100,5 +121,6 @@ export function compileSandboxSpec(spec: SandboxSpec): CompiledSandboxSpec {
     limits: compileSandboxLimits(spec.limits),
     env: Object.freeze(env),
     cwd,
+    runtime: checkRuntime(spec.runtime),
   });
 }

@@ -5,7 +5,13 @@
 import { describe, expect, it } from 'vitest';
 import { bwrapArguments, type RootEntry } from '../../sandbox/isolation/bwrap-args.ts';
 import { inheritableDescriptors } from '../../sandbox/isolation/inherited-fds.ts';
-import { heapMiBFor } from '../../sandbox/isolation/javascript-runner.ts';
+import {
+  heapMiBFor,
+  NODE_RUNTIME_RESERVE_BYTES,
+  NODE_THREAD_STACK_BYTES,
+  nodeSandboxSpec,
+  semiSpaceMiBFor,
+} from '../../sandbox/isolation/javascript-runner.ts';
 import { prlimitPrefix } from '../../sandbox/isolation/limits.ts';
 import { decodeBwrapStatus } from '../../sandbox/isolation/sandbox-result.ts';
 import { DENIED_SYSCALLS, seccompProgram } from '../../sandbox/isolation/seccomp.ts';
@@ -65,6 +71,32 @@ describe('compileSandboxLimits', () => {
     ]);
     expect(heapMiBFor({ memoryBytes: 256 * MiB })).toBe(128);
     expect(heapMiBFor({ memoryBytes: 16 * MiB })).toBe(8);
+    expect(semiSpaceMiBFor({ memoryBytes: 16 * MiB })).toBe(1);
+    expect(semiSpaceMiBFor({ memoryBytes: 256 * MiB })).toBe(4);
+    expect(semiSpaceMiBFor({ memoryBytes: 4096 * MiB })).toBe(8);
+  });
+
+  it('grants a runtime’s own reservation on top of the memory limit, and sets its stack when asked', () => {
+    const limits = compileSandboxLimits({ memoryBytes: 64 * MiB });
+    const prefix = prlimitPrefix(limits, { reservedBytes: 80 * MiB, stackBytes: 2 * MiB });
+    expect(prefix.slice(0, 4)).toEqual(['/usr/bin/prlimit', `--data=${144 * MiB}`, `--as=${144 * MiB + 1024 * MiB}`, `--stack=${2 * MiB}`]);
+    expect(prlimitPrefix(limits).some((arg) => arg.startsWith('--stack'))).toBe(false);
+  });
+});
+
+describe('nodeSandboxSpec', () => {
+  it('sizes V8’s heap from the memory limit and asks for Node’s reserve and small thread stacks', () => {
+    const spec = compileSandboxSpec(nodeSandboxSpec('1', ['a'], { limits: { memoryBytes: 96 * MiB } }));
+    expect(spec.command.slice(1)).toEqual(['--max-old-space-size=48', '--max-semi-space-size=1', '-e', '1', 'a']);
+    expect(spec.runtime).toEqual({ reservedBytes: NODE_RUNTIME_RESERVE_BYTES, stackBytes: NODE_THREAD_STACK_BYTES });
+    expect(spec.limits.memoryBytes).toBe(96 * MiB); // the tool's limit is reported as it declared it
+    const prefix = bwrapArguments(spec, { status: 3 }, layout);
+    expect(prefix).toContain(`--data=${96 * MiB + NODE_RUNTIME_RESERVE_BYTES}`);
+    expect(prefix).toContain(`--stack=${NODE_THREAD_STACK_BYTES}`);
+  });
+
+  it.each([{ reservedBytes: -1 }, { reservedBytes: 1.5 }, { stackBytes: 1024 }, { reservedBytes: 2 ** 40 }])('refuses runtime %o', (runtime) => {
+    expect(() => compileSandboxSpec({ command: ['true'], runtime })).toThrow(SandboxSpecError);
   });
 });
 

@@ -2,13 +2,14 @@
  * Errors crossing the isolation boundary: a TroupeError a `thread` or `bwrap` tool throws comes back
  * with its code, message and retryability, so the call is retried exactly as it would be inline;
  * anything else stays a terminal `tool_failed`; the isolated levels' wall-clock timeouts are
- * retryable like the inline one.
+ * retryable like the inline one. Through executeTool, an inline tool's failure reads exactly as the
+ * same failure at the isolated levels.
  */
 import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode } from '../../common/errors.ts';
+import { ErrorCode, toWireError } from '../../common/errors.ts';
 import { ToolTimeoutError } from '../../sandbox/errors.ts';
 import { executeTool } from '../../sandbox/execute.ts';
 import { SandboxTimeoutError } from '../../sandbox/isolation/index.ts';
@@ -34,11 +35,61 @@ async function failure(run: Promise<unknown>): Promise<Error> {
   return outcome.error as Error;
 }
 
-/** Runs `tool` through executeTool with up to three attempts and no backoff. */
-function execute(runner: ToolRunner, tool: Tool<any, any>, args: unknown): Promise<unknown> {
+/** Runs `tool` through executeTool with up to `maxAttempts` attempts (three by default) and no backoff. */
+function execute(runner: ToolRunner, tool: Tool<any, any>, args: unknown, maxAttempts = 3, ctx: ToolContext = context()): Promise<unknown> {
   const output = compileOutputPolicy({ maxOutputBytes: 4096, redact: [], redactEnv: false }, {});
-  return executeTool(tool, args, context(), { runner, output, maxAttempts: 3, retryBackoffMs: 0, random: () => 0 });
+  return executeTool(tool, args, ctx, { runner, output, maxAttempts, retryBackoffMs: 0, random: () => 0 });
 }
+
+/**
+ * What a caller of executeTool acts on: the code, message and retryability, and the name of what the
+ * tool threw (a TroupeError thrown inline arrives as itself, elsewhere inside a ToolThrewError).
+ */
+function reading(error: Error) {
+  const own = error as Error & { code?: unknown; retryable?: unknown };
+  const thrown = error instanceof ToolThrewError ? error.errorName : error.name;
+  return { code: own.code, message: error.message, retryable: own.retryable, thrown };
+}
+
+const failureKinds = ['retryable', 'terminal', 'lookalike', 'plain', 'non-error'] as const;
+
+describe('executeTool: a failure reads the same at every level', { timeout: 30_000 }, () => {
+  let runner: ToolRunner;
+  beforeAll(() => {
+    runner = createToolRunner();
+  });
+  afterAll(() => runner.close());
+
+  it('an inline tool’s plain Error is tool_failed and terminal, never internal', async () => {
+    const error = await failure(execute(runner, fixtures.inlineTroupeError, { kind: 'plain' }, 1));
+    expect(error).toBeInstanceOf(ToolThrewError);
+    expect(error).toMatchObject({ code: ErrorCode.toolFailed, retryable: false, errorName: 'OrderNotFoundError', message: 'order C-3 does not exist', isolation: 'inline' });
+    expect(error.cause).toBeInstanceOf(fixtures.OrderNotFoundError);
+    expect(toWireError(error)).toEqual({ code: ErrorCode.toolFailed, message: 'order C-3 does not exist' });
+  });
+
+  it.each(failureKinds)('%s: inline and thread agree', async (kind) => {
+    const inline = await failure(execute(runner, fixtures.inlineTroupeError, { kind }, 1));
+    const thread = await failure(execute(runner, fixtures.threadTroupeError, { kind }, 1));
+    expect(reading(inline)).toEqual(reading(thread));
+    expect(toWireError(inline)).toEqual(toWireError(thread));
+    expect(toWireError(inline).code).not.toBe(ErrorCode.internal);
+  });
+
+  it.skipIf(skipReason !== undefined).each(failureKinds)('%s: inline and bwrap agree', async (kind) => {
+    const inline = await failure(execute(runner, fixtures.inlineTroupeError, { kind }, 1));
+    const bwrap = await failure(execute(runner, fixtures.bwrapTroupeError, { kind }, 1));
+    expect(reading(inline)).toEqual(reading(bwrap));
+  });
+
+  it('the reason of an abort is rethrown as it is, not typed as the tool’s failure', async () => {
+    const controller = new AbortController();
+    const reason = new Error('cancelled by the caller');
+    const run = execute(runner, fixtures.threadSleep, {}, 1, { ...context(), signal: controller.signal });
+    setTimeout(() => controller.abort(reason), 100);
+    expect(await failure(run)).toBe(reason);
+  });
+});
 
 /** Calls `use` with a fresh directory the sandbox user (host uid 65534 when the tests run as root) can write. */
 async function withScratchDir<T>(use: (dir: string) => Promise<T>): Promise<T> {
