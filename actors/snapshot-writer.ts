@@ -20,6 +20,12 @@ export interface SnapshotWriterOptions {
   version: () => number;
   /** Another writer advanced the task: the writer has stopped for good. */
   onConflict: () => void;
+  /**
+   * The server refused the state as larger than its max_payload: writing it again cannot work.
+   * The runner makes the next state smaller (it ends the task without its machine snapshot); the
+   * writer goes on writing.
+   */
+  onTooLarge: (bytes: number) => void;
   /** Told how long each successful write took (metrics). */
   onWritten?: ((ms: number) => void) | undefined;
   clock: Clock;
@@ -140,6 +146,12 @@ export class SnapshotWriter {
           this.o.onConflict();
           break;
         }
+        if (isOverMaxPayload(err)) {
+          const bytes = Buffer.byteLength(JSON.stringify(next));
+          this.o.logger.error({ bytes }, 'the task state is larger than the server accepts in a message');
+          this.o.onTooLarge(bytes);
+          continue;
+        }
         this.o.logger.warn({ err }, 'snapshot write failed; retrying');
         await this.o.clock.sleep(backoff);
         backoff = Math.min(backoff * 2, 2000);
@@ -155,4 +167,9 @@ export class SnapshotWriter {
     this.waiters = this.waiters.filter((w) => w.seq > seq);
     for (const w of ready) w.resolve();
   }
+}
+
+/** nats.js refuses a publish over the server's max_payload before sending it. */
+function isOverMaxPayload(err: unknown): boolean {
+  return err instanceof Error && err.name === 'InvalidArgumentError' && err.message.includes('max_payload');
 }

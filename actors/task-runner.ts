@@ -112,6 +112,8 @@ export class TaskRunner {
   private timers: SnapshotEnvelope['timers'];
   /** Untrusted content is in the conversation (persisted with every write). */
   private tainted = false;
+  /** The state outgrew the server's message size: the machine's snapshot is no longer written. */
+  private oversize = false;
   /** The task was restored from a snapshot (not created by this runner). */
   private restored = false;
   /** The actor is starting from a restored snapshot: the effects starting now are not fresh. */
@@ -319,6 +321,17 @@ export class TaskRunner {
       onConflict: () => {
         this.ending = true;
         this.end('abandoned');
+      },
+      onTooLarge: (bytes) => {
+        if (this.oversize) return;
+        // Nothing of this task can be saved any more: end it, saving the outcome without the
+        // machine's snapshot (which is what outgrew the limit).
+        this.oversize = true;
+        this.version++;
+        void this.fail({
+          code: ErrorCode.snapshotTooLarge,
+          message: `the task's state is ${bytes} bytes, more than the NATS server accepts in one message (max_payload); it cannot be saved, so it was stopped. Raise max_payload in the server's configuration, or keep the task smaller: a smaller input, or a lower contextTokens for the agent, which trims the conversation`,
+        });
       },
       clock: this.deps.clock,
       logger: this.log,
@@ -666,7 +679,7 @@ export class TaskRunner {
       updatedAt: this.deps.clock.now(),
       state: snapshot ? stateString(snapshot.value) : base.state,
       step: snapshot ? (stepOf(snapshot) ?? base.step) : base.step,
-      snapshot: this.frozen ?? this.actor.getPersistedSnapshot(),
+      snapshot: this.oversize ? null : (this.frozen ?? this.actor.getPersistedSnapshot()),
       supervisor: this.supervisor.persisted(),
       deadlineAt: this.supervisor.deadlineAt,
       usage: this.usage,

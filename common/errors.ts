@@ -23,6 +23,7 @@ export const ErrorCode = {
   // task execution
   machineVersionMismatch: 'machine_version_mismatch',
   snapshotCorrupt: 'snapshot_corrupt',
+  snapshotTooLarge: 'snapshot_too_large',
   revisionConflict: 'revision_conflict',
   effectInFlight: 'effect_in_flight',
   machineError: 'machine_error',
