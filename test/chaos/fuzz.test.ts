@@ -15,8 +15,9 @@ import { fuzzEcho } from './fuzz-agent.ts';
 
 /**
  * Below the default 256 KiB on purpose: the echo agent's snapshot holds its input three times
- * (input, prompt, answer), and a snapshot past the server's 1 MiB max_payload cannot be saved at
- * all (a task-runner matter, reported separately; see the fuzz report in the commit).
+ * (input, prompt, answer), and a task whose snapshot passes the server's 1 MiB max_payload is
+ * failed with `snapshot_too_large` (test/durability/oversize.test.ts), where this test wants every
+ * valid task to complete.
  */
 const MAX_TASK_BYTES = 128 * 1024;
 const COUNT = 1200;
