@@ -17,13 +17,14 @@ import {
   ThreadExitError,
   ThreadMemoryLimitError,
   ThreadTimeoutError,
+  ToolModuleError,
   ToolRunnerClosedError,
   ToolThrewError,
   type ThrownError,
   type ToolRunnerError,
 } from './errors.ts';
 import { moduleErrorOf, moduleOf, tsxApiUrl } from './tool-module.ts';
-import { THREAD_WORKER_SOURCE, type ThreadJob, type ThreadOutcome, type ThreadWorkerData } from './thread-worker.ts';
+import { THREAD_WORKER_SOURCE, type ThreadJob, type ThreadLoaded, type ThreadOutcome, type ThreadWorkerData } from './thread-worker.ts';
 
 /** Options of the thread level; all optional. */
 export interface ThreadRunnerOptions {
@@ -101,6 +102,9 @@ function errorOfWorker(target: ThreadTarget, err: Error): ToolRunnerError {
   return new ToolThrewError(target.data.name, 'thread', { name: err.name, message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}), code, retryable }, { cause: err });
 }
 
+/** Longest a worker may take to load its tool's module (not counted in the tool's own time limit). */
+const MODULE_LOAD_LIMIT_MS = 60_000;
+
 function spawnSlot(target: ThreadTarget, clock: Clock): ThreadSlot {
   const worker = new Worker(THREAD_WORKER_SOURCE, {
     eval: true,
@@ -117,7 +121,13 @@ function spawnSlot(target: ThreadTarget, clock: Clock): ThreadSlot {
   let onEvent: ((event: { message?: ThreadOutcome; error?: Error; exitCode?: number }) => void) | undefined;
   const gone = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
 
-  worker.on('message', (message: ThreadOutcome) => onEvent?.({ message }));
+  let loaded = false;
+  let onLoaded: (() => void) | undefined;
+  worker.on('message', (message: ThreadOutcome | ThreadLoaded) => {
+    if (message.type !== 'loaded') return onEvent?.({ message });
+    loaded = true;
+    onLoaded?.();
+  });
   worker.on('error', (error: Error) => {
     alive = false;
     if (onEvent) onEvent({ error });
@@ -157,10 +167,21 @@ function spawnSlot(target: ThreadTarget, clock: Clock): ThreadSlot {
       }
       if (signal?.aborted) return onAbort();
       signal?.addEventListener('abort', onAbort, { once: true });
-      clock.sleep(target.wallClockMs, wallClock.signal).then(
-        () => settle(() => reject(new ThreadTimeoutError(target.data.name, target.wallClockMs))),
-        () => {}, // cleared: the call ended first
-      );
+      // The tool's time limit is for its call, not for loading its module (tsx, imports), which a
+      // busy machine can stretch past a short limit: the clock starts once the module is loaded.
+      const startClock = () =>
+        clock.sleep(target.wallClockMs, wallClock.signal).then(
+          () => settle(() => reject(new ThreadTimeoutError(target.data.name, target.wallClockMs))),
+          () => {}, // cleared: the call ended first
+        );
+      if (loaded) startClock();
+      else {
+        onLoaded = startClock;
+        clock.sleep(MODULE_LOAD_LIMIT_MS, wallClock.signal).then(
+          () => settle(() => reject(new ToolModuleError(target.data.name, target.data.module, 'failed', `the module of tool "${target.data.name}" (${target.data.module}) did not load within ${MODULE_LOAD_LIMIT_MS} ms`))),
+          () => {},
+        );
+      }
       worker.ref();
       try {
         worker.postMessage(job);

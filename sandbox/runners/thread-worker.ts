@@ -1,8 +1,9 @@
 /**
  * The trusted script a `thread` worker runs (`new Worker(source, { eval: true })`). At once it
- * registers tsx (so TypeScript modules load), imports the tool's module and finds the tool; then it
- * waits for exactly one job message, runs the tool, posts one outcome message, and ends. A load
- * failure is kept and reported when the job arrives, so a waiting worker never fails on its own.
+ * registers tsx (so TypeScript modules load), imports the tool's module, finds the tool and says it
+ * is `loaded`; then it waits for exactly one job message, runs the tool, posts one outcome message,
+ * and ends. A load failure is kept and reported when the job arrives, so a waiting worker never
+ * fails on its own.
  */
 import type { ThrownError } from './errors.ts';
 import { FIND_TOOL_SOURCE, LOAD_FAILED_ERROR, NOT_EXPORTED_ERROR, THROWN_SOURCE } from './tool-module.ts';
@@ -27,6 +28,11 @@ export interface ThreadJob {
 /** The one message a worker posts back. */
 export type ThreadOutcome = { type: 'ok'; value: unknown } | { type: 'threw'; error: ThrownError };
 
+/** Posted once the tool's module has loaded (or failed to): the call's wall clock starts then. */
+export interface ThreadLoaded {
+  type: 'loaded';
+}
+
 /** CommonJS source of the worker. ES2019, dependency-free. */
 export const THREAD_WORKER_SOURCE = String.raw`'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
@@ -47,7 +53,10 @@ const loading = (async () => {
   }
   return tool;
 })();
-loading.catch(() => {}); // reported when the job arrives
+loading.then(
+  () => parentPort.postMessage({ type: 'loaded' }),
+  () => parentPort.postMessage({ type: 'loaded' }), // the failure is reported when the job arrives
+);
 parentPort.once('message', async (job) => {
   let tool;
   try {

@@ -124,6 +124,13 @@ describe('createToolRunner', () => {
     await expect(runner.run(missing, { a: 1, b: 2 }, context())).rejects.toMatchObject({ name: 'ToolModuleError', reason: 'runner_module_failed' });
   });
 
+  it('starts a thread call\'s time limit once its module has loaded, not before', async () => {
+    await using runner = createToolRunner({ threadPoolSize: 0 });
+    const { slowToLoad } = await import('./fixtures/slow-module-tool.ts');
+    // Cold: the module takes 1.5 s to load and the call may take 0.5 s; the call itself is instant.
+    await expect(runner.run(slowToLoad, { n: 7 }, { key: 'slow/0/1', taskId: 'slow', signal: new AbortController().signal })).resolves.toEqual({ n: 7 });
+  });
+
   it('refuses calls once closed', async () => {
     const runner = createToolRunner();
     await runner.close();
