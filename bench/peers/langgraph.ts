@@ -24,8 +24,8 @@ const repoRoot = path.resolve(import.meta.dirname, '../..');
  * leaving the package without its compiled binding; then this rebuilds it once (`npm rebuild
  * better-sqlite3`, about 75 s on 2 cores) and says so, or throws an error saying what to run.
  */
-export function ensureSqliteBinding(log: (line: string) => void): void {
-  const require = createRequire(path.join(repoRoot, 'package.json'));
+export function ensureSqliteBinding(log: (line: string) => void, root = repoRoot): void {
+  const require = createRequire(path.join(root, 'package.json'));
   const open = () => {
     const Database = require('better-sqlite3') as new (file: string) => { close(): void };
     new Database(':memory:').close();
@@ -38,12 +38,12 @@ export function ensureSqliteBinding(log: (line: string) => void): void {
     if (!/bindings file|better_sqlite3\.node|NODE_MODULE_VERSION|ERR_DLOPEN_FAILED/i.test(message) && (e as { code?: string }).code !== 'ERR_DLOPEN_FAILED') throw e;
     log(`better-sqlite3's native binding is missing or built for another Node (${message.split('\n')[0]}); running "npm rebuild better-sqlite3" once (about 75 s)...`);
   }
-  const rebuilt = spawnSync('npm', ['rebuild', 'better-sqlite3'], { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+  const rebuilt = spawnSync('npm', ['rebuild', 'better-sqlite3'], { cwd: root, stdio: ['ignore', 2, 2] });
   try {
     if (rebuilt.status !== 0) throw new Error(`exit status ${rebuilt.status ?? rebuilt.signal}`);
     open();
   } catch (e) {
-    throw new Error(`better-sqlite3 has no usable native binding and "npm rebuild better-sqlite3" did not fix it (${e instanceof Error ? e.message : String(e)}). It needs a C++ toolchain (apt-get install build-essential python3); run "npm rebuild better-sqlite3" in ${repoRoot} and look at its output, or skip this peer with "npm run bench -- peers" after fixing it.`, { cause: e });
+    throw new Error(`better-sqlite3 has no usable native binding and "npm rebuild better-sqlite3" did not fix it (${e instanceof Error ? e.message : String(e)}). Building it needs a C++ toolchain and Python (apt-get install build-essential python3); run "npm rebuild better-sqlite3" in ${root} and read its output.`, { cause: e });
   }
 }
 
