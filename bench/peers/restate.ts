@@ -109,9 +109,11 @@ function restateVersion(binary: string): string {
   return spawnSync(binary, ['--version'], { encoding: 'utf8' }).stdout.trim().split(/\s+/)[1] ?? '?';
 }
 
-async function until(what: string, timeoutMs: number, probe: () => Promise<boolean>, server: ChildProcess, logFile: string): Promise<void> {
+async function until(what: string, timeoutMs: number, probe: () => Promise<boolean>, server: ChildProcess, logFile: string, spawnError: () => Error | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
+    const failed = spawnError();
+    if (failed) throw new Error(`restate-server could not be started: ${failed.message}`, { cause: failed });
     if (server.exitCode !== null || server.signalCode !== null) throw new Error(`restate-server exited (${server.exitCode ?? server.signalCode}) before ${what}; its log: ${logFile}\n${tail(logFile)}`);
     if (await probe().catch(() => false)) return;
     await sleep(100);
@@ -200,6 +202,8 @@ export async function restateLoop(dir: string): Promise<PeerLoop> {
   const durability = restateDurability(binary, env);
   const log = createWriteStream(logFile);
   const server = spawn(binary, ['--no-logo'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let spawnError: Error | undefined;
+  server.once('error', (err) => (spawnError = err));
   killOnExit(server);
   server.stdout?.pipe(log);
   server.stderr?.pipe(log);
@@ -210,7 +214,7 @@ export async function restateLoop(dir: string): Promise<PeerLoop> {
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
-      if (server.exitCode === null && server.signalCode === null) {
+      if (!spawnError && server.exitCode === null && server.signalCode === null) {
         const exited = new Promise<void>((r) => server.once('exit', () => r()));
         server.kill('SIGTERM');
         const timer = setTimeout(() => server.kill('SIGKILL'), 15_000);
@@ -224,7 +228,7 @@ export async function restateLoop(dir: string): Promise<PeerLoop> {
     })());
 
   try {
-    await until('admin API', 30_000, async () => (await request(agent, `${admin}/health`, 'GET')).status === 200, server, logFile);
+    await until('admin API', 30_000, async () => (await request(agent, `${admin}/health`, 'GET')).status === 200, server, logFile, () => spawnError);
     const registered = await request(agent, `${admin}/deployments`, 'POST', { uri: `http://127.0.0.1:${sdkPort}/` });
     if (registered.status !== 201 && registered.status !== 200) throw new Error(`restate-server refused to register the loop service at 127.0.0.1:${sdkPort}: HTTP ${registered.status} ${registered.text}`);
     // The ingress answers once the partitions have leaders and it knows the new service.
@@ -233,7 +237,7 @@ export async function restateLoop(dir: string): Promise<PeerLoop> {
       const res = await request(agent, `${ingress}/Loop/run`, 'POST', { task: 'ready' });
       probe = String(res.headers['x-restate-id'] ?? '');
       return res.status === 200;
-    }, server, logFile);
+    }, server, logFile, () => spawnError);
     // The figures only mean something if every model and tool call went through the journal.
     const runs = await journaledRuns(agent, admin, probe);
     if (runs !== 2 * LOOP_STEPS - 1) throw new Error(`Restate: invocation ${probe} journaled ${runs} ctx.run entries, expected ${2 * LOOP_STEPS - 1} (one per model call and per tool call)`);
