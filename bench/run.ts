@@ -1,9 +1,11 @@
 /**
  * `npm run bench`: troupe's own cost, measured in one run on this machine against the floor (bare
- * JetStream KV writes). It prints figures and ratios; it asserts nothing.
+ * JetStream KV writes) and against its peers (LangGraph.js with SQLite, Restate) on the same
+ * workload. It prints figures and ratios; it asserts nothing. Sections: loop, peers, dispatch,
+ * parked, recovery (`npm run bench -- <section>...`; none named runs them all).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import { connectNats } from '../runtime/connection.ts';
 import { startEmbeddedServer } from '../runtime/embedded-server.ts';
@@ -13,51 +15,53 @@ import { fmt, percentile, table } from './stats.ts';
 import { echoBwrap, echoInline, echoThread } from './tools.ts';
 import { parkedTasks } from './parked.ts';
 import { recovery } from './recovery.ts';
-import { kvFloor, LOOP_STEPS, loopHost } from './workloads.ts';
+import { CONCURRENT, SEQ_TASKS, troupeConcurrent, troupeSequential, type LoopFigures } from './loop.ts';
+import { natsDurability, peersSection } from './peers/index.ts';
+import { kvFloor, LOOP_STEPS } from './workloads.ts';
 
+const SECTIONS = ['loop', 'peers', 'dispatch', 'parked', 'recovery'];
 const only = process.argv.slice(2);
+const unknown = only.filter((s) => !SECTIONS.includes(s));
+if (unknown.length) {
+  process.stderr.write(`npm run bench: no section named ${unknown.join(', ')}; the sections are ${SECTIONS.join(', ')} (name none to run them all)\n`);
+  process.exit(2);
+}
 const want = (section: string) => only.length === 0 || only.includes(section);
 const dir = mkdtempSync(path.join(tmpdir(), 'troupe-bench-'));
 const server = await startEmbeddedServer({ storeDir: path.join(dir, 'nats') });
 const nc = await connectNats({ servers: [server.url], name: 'troupe-bench' });
-process.stdout.write(`troupe bench — Node ${process.version}, nats-server at ${server.url} (file store; nats-server 2.9 fsyncs on a timer: a process crash loses nothing acknowledged, a power loss may lose the last seconds unless the stream is replicated R3 on a cluster)\n`);
+process.stdout.write(`troupe bench — Node ${process.version}, ${cpus().length} CPUs (load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}), nats-server ${nc.info?.version ?? '?'} at ${server.url} (${natsDurability(nc.info?.version ?? '?').detail})\n`);
 
 try {
+  let loopFigures: LoopFigures | undefined;
   if (want('loop')) {
-    const SEQ_TASKS = 30;
-    const floorSeq1 = kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 1);
-    const floor1 = (SEQ_TASKS * LOOP_STEPS) / ((await floorSeq1) / 1000);
+    const floor1 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 1)) / 1000);
     const floor3 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 3)) / 1000);
-    const loop = await loopHost(nc, 'bseq');
-    await loop.run(3); // warm-up
-    loop.stepLatencies.length = 0;
-    let elapsed = 0;
-    for (let i = 0; i < SEQ_TASKS; i++) elapsed += await loop.run(1);
-    const seq = (SEQ_TASKS * LOOP_STEPS) / (elapsed / 1000);
-    const lat = [...loop.stepLatencies];
-    await loop.close();
+    const seq = await troupeSequential(nc);
     table(
       `10-step tool loop, one task at a time (${SEQ_TASKS} tasks; each step: model call, tool call, durable checkpoints)`,
       ['runner', 'steps/s', 'p50 step ms', 'p99 step ms', 'vs 1-write floor'],
       [
         ['KV floor, 1 CAS write per step', fmt(floor1), '-', '-', '100%'],
         ['KV floor, 3 CAS writes per step', fmt(floor3), '-', '-', `${fmt((floor3 / floor1) * 100)}%`],
-        ['troupe', fmt(seq), fmt(percentile(lat, 50), 1), fmt(percentile(lat, 99), 1), `${fmt((seq / floor1) * 100)}%`],
+        ['troupe', fmt(seq.stepsPerSecond), fmt(percentile(seq.stepMs, 50), 1), fmt(percentile(seq.stepMs, 99), 1), `${fmt((seq.stepsPerSecond / floor1) * 100)}%`],
       ],
       'npm run bench -- loop',
     );
 
     const rows: string[][] = [];
-    for (const tasks of [200, 1000]) {
+    const concurrent = new Map<number, number>();
+    for (const tasks of CONCURRENT) {
       const floor = (tasks * LOOP_STEPS) / ((await kvFloor(nc, tasks, LOOP_STEPS, 1)) / 1000);
-      const host = await loopHost(nc, `bcon${tasks}`);
-      const ms = await host.run(tasks);
-      await host.close();
-      const agg = (tasks * LOOP_STEPS) / (ms / 1000);
+      const agg = await troupeConcurrent(nc, tasks);
+      concurrent.set(tasks, agg);
       rows.push([`${tasks} tasks at once`, fmt(floor), fmt(agg), `${fmt((agg / floor) * 100)}%`]);
     }
     table('10-step tool loop, concurrent tasks (aggregate steps/s)', ['workload', 'KV floor steps/s', 'troupe steps/s', 'troupe / floor'], rows, 'npm run bench -- loop');
+    loopFigures = { sequential: seq.stepsPerSecond, stepMs: seq.stepMs, concurrent };
   }
+
+  if (want('peers')) await peersSection(nc, dir, loopFigures, (line) => process.stdout.write(`${line}\n`));
 
   if (want('dispatch')) {
     const runner = createToolRunner({ threadPoolSize: 1, bwrapPoolSize: 1 });
@@ -114,7 +118,6 @@ try {
     );
   }
 
-  process.stdout.write('\nNot measured yet: the peers (LangGraph.js, Restate) on the same workload.\n');
 } finally {
   await nc.close();
   await server.close();

@@ -8,9 +8,10 @@ export function percentile(values: number[], p: number): number {
 
 export const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
 
-/** Prints a table with a header, right-aligned numbers. */
-export function table(title: string, header: string[], rows: string[][], command: string): void {
+/** Prints a table with a header, right-aligned numbers, then any notes and the command that reproduces it. */
+export function table(title: string, header: string[], rows: string[][], command: string, notes: string[] = []): void {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n  reproduce: ${command}\n`);
+  const noteLines = notes.map((n) => `  ${n}\n`).join('');
+  process.stdout.write(`\n${title}\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('  ')}\n${rows.map(line).join('\n')}\n${noteLines}  reproduce: ${command}\n`);
 }

@@ -1,0 +1,74 @@
+import type { NatsConnection } from '@nats-io/nats-core';
+import { fmt, percentile } from './stats.ts';
+import type { PeerLoop } from './peers/peer.ts';
+import { LOOP_STEPS, loopHost } from './workloads.ts';
+
+/** Tasks run one at a time in the sequential case, for troupe and each peer alike. */
+export const SEQ_TASKS = 30;
+/** Tasks started at once in the concurrent cases. */
+export const CONCURRENT = [200, 1000] as const;
+/** Tasks run before measuring, so that no runner is timed while it loads its code and warms its caches. */
+const WARM_UP = 3;
+
+/** The 10-step tool loop's figures for one runner. */
+export interface LoopFigures {
+  /** Steps per second, one task at a time. */
+  sequential: number;
+  /** Time between consecutive model calls of a task in the sequential case, ms. */
+  stepMs: number[];
+  /** Aggregate steps per second with that many tasks started at once. */
+  concurrent: Map<number, number>;
+}
+
+const stepsPerSecond = (tasks: number, ms: number) => (tasks * LOOP_STEPS) / (ms / 1000);
+
+/** troupe's loop, sequential: a host in this process, `SEQ_TASKS` tasks one after the other after a warm-up. */
+export async function troupeSequential(nc: NatsConnection, prefix = 'bseq'): Promise<{ stepsPerSecond: number; stepMs: number[] }> {
+  const loop = await loopHost(nc, prefix);
+  try {
+    await loop.run(WARM_UP);
+    loop.stepLatencies.length = 0;
+    let elapsed = 0;
+    for (let i = 0; i < SEQ_TASKS; i++) elapsed += await loop.run(1);
+    return { stepsPerSecond: stepsPerSecond(SEQ_TASKS, elapsed), stepMs: [...loop.stepLatencies] };
+  } finally {
+    await loop.close();
+  }
+}
+
+/** troupe's loop, `tasks` tasks at once on a fresh host; aggregate steps per second. */
+export async function troupeConcurrent(nc: NatsConnection, tasks: number, prefix = `bcon${tasks}`): Promise<number> {
+  const host = await loopHost(nc, prefix);
+  try {
+    return stepsPerSecond(tasks, await host.run(tasks));
+  } finally {
+    await host.close();
+  }
+}
+
+/** troupe's whole loop protocol: sequential, then each concurrent case. */
+export async function troupeLoop(nc: NatsConnection, prefix: string): Promise<LoopFigures> {
+  const seq = await troupeSequential(nc, `${prefix}seq`);
+  const concurrent = new Map<number, number>();
+  for (const tasks of CONCURRENT) concurrent.set(tasks, await troupeConcurrent(nc, tasks, `${prefix}con${tasks}`));
+  return { sequential: seq.stepsPerSecond, stepMs: seq.stepMs, concurrent };
+}
+
+/** A peer under the same protocol as troupe: warm-up, `SEQ_TASKS` tasks one at a time, then each concurrent case. */
+export async function peerLoopFigures(peer: PeerLoop): Promise<LoopFigures> {
+  await peer.run(WARM_UP);
+  peer.stepLatencies.length = 0;
+  let elapsed = 0;
+  for (let i = 0; i < SEQ_TASKS; i++) elapsed += (await peer.run(1)).ms;
+  const stepMs = [...peer.stepLatencies];
+  const concurrent = new Map<number, number>();
+  for (const tasks of CONCURRENT) {
+    global.gc?.();
+    const r = await peer.run(tasks);
+    concurrent.set(tasks, stepsPerSecond(tasks, r.ms));
+  }
+  return { sequential: stepsPerSecond(SEQ_TASKS, elapsed), stepMs, concurrent };
+}
+
+/** "p50 / p99" of step times, ms. */
+export const stepSummary = (ms: number[]) => `${fmt(percentile(ms, 50), 1)} / ${fmt(percentile(ms, 99), 1)}`;
