@@ -13,6 +13,7 @@ import type { TaskEvents } from '../runtime/task-events.ts';
 import type { SnapshotEnvelope, WireErrorPayload } from '../runtime/wire.ts';
 import { TaskSupervisor } from './task-supervisor.ts';
 import { wakeParked } from './wake.ts';
+import { dueAtOf, type DueEntry, type DueIndex } from '../runtime/due-index.ts';
 import type { TaskTree } from './task-tree.ts';
 
 /** Options of a {@link DecisionDesk}. */
@@ -26,8 +27,10 @@ export interface DecisionDeskOptions {
   sweepMs: number;
   /** The agents this host runs, to re-validate edited tool arguments. */
   agents: ReadonlyMap<string, Agent<any>>;
-  /** Parked tasks' waits: the sweep also wakes tasks whose join, inbox event or timer is due. */
+  /** Parked tasks' waits: the sweep also wakes tasks whose timer or wall clock is due. */
   tree: TaskTree;
+  /** Which parked tasks fall due when: the sweep reads only those. */
+  due: DueIndex;
   hostId: string;
   clock: Clock;
   logger: Logger;
@@ -46,6 +49,10 @@ const decoder = new TextDecoder();
 export class DecisionDesk {
   private consumption: DurableConsumption | undefined;
   private sweeper: NodeJS.Timeout | undefined;
+  private sweeping: Promise<number> | undefined;
+  /** The oldest minute of the due index the next sweep looks at (undefined: all of it). */
+  private cursor: number | undefined;
+  private closed = false;
 
   constructor(private readonly o: DecisionDeskOptions) {}
 
@@ -53,14 +60,16 @@ export class DecisionDesk {
     // One at a time: decisions on one request (votes of a quorum) are checked against each other's writes.
     this.consumption = await consumeDurable(this.o.js, this.o.subjects.streams.decisions, this.o.subjects.decisionsConsumer, (m) => this.handle(m), this.o.logger, 'decision', { sequential: true });
     this.sweeper = setInterval(() => {
-      this.expireOverdue().catch((err: unknown) => this.o.logger.warn({ err }, 'sweeping overdue approvals failed'));
+      this.expireOverdue().catch((err: unknown) => this.o.logger.warn({ err }, 'sweeping parked tasks that fall due failed'));
     }, this.o.sweepMs);
     this.sweeper.unref();
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.sweeper);
     await this.consumption?.stop();
+    await this.sweeping?.catch(() => {});
   }
 
   private async handle(m: JsMsg): Promise<void> {
@@ -160,39 +169,70 @@ export class DecisionDesk {
   }
 
   /**
-   * Acts on every request whose deadline passed without a decision. With `onDeadline:
-   * "escalate"` and a higher tier of approvers allowed to decide it, the request moves to that
-   * tier with a fresh deadline (and is published again); otherwise a tool call is rejected (the
-   * model is told nobody approved it in time) and a limit is not raised (the task stops).
-   * Every host sweeps; compare-and-set makes each step happen once.
+   * Deals with every parked task whose time has come, as the due index lists them: a request
+   * whose deadline passed without a decision (with `onDeadline: "escalate"` and a higher tier of
+   * approvers allowed to decide it, the request moves to that tier with a fresh deadline and is
+   * published again; otherwise a tool call is rejected, the model being told nobody approved it
+   * in time, and a limit is not raised, so the task stops), and a wait whose timer or wall clock
+   * ran out (the task is woken). Every host sweeps, one sweep at a time; compare-and-set makes
+   * each step happen once. Returns how many requests expired or moved up.
    */
-  async expireOverdue(): Promise<number> {
+  expireOverdue(): Promise<number> {
+    this.sweeping ??= this.sweep().finally(() => (this.sweeping = undefined));
+    return this.sweeping;
+  }
+
+  private async sweep(): Promise<number> {
     let expired = 0;
     const now = this.o.clock.now();
-    for (const key of await this.o.store.keys()) {
-      const stored = await this.o.store.get(key).catch(() => undefined);
-      if (stored?.value.status === 'parked' && stored.value.waiting) {
-        await this.o.tree.wakeIfDue(key).catch((err: unknown) => this.o.logger.warn({ err, taskId: key }, 'could not check what a parked task waits for'));
-        continue;
+    let keep: number | undefined;
+    for (const entry of await this.o.due.due(now, this.cursor)) {
+      if (this.closed) {
+        keep ??= entry.minute;
+        break;
       }
-      const pending = stored?.value.status === 'parked' ? stored.value.pending : undefined;
-      if (!stored || !pending?.deadlineAt || pending.deadlineAt > now) continue;
-      if (pending.onDeadline === 'escalate' && (await this.escalate(stored, pending, now))) {
-        expired++;
-        continue;
+      let done: boolean;
+      try {
+        const outcome = await this.visit(entry, now);
+        if (outcome === 'expired') expired++;
+        done = outcome !== 'later';
+      } catch (err) {
+        this.o.logger.warn({ err, taskId: entry.taskId }, 'could not deal with a parked task that fell due; trying again at the next sweep');
+        done = false;
       }
-      const reason = `no approver decided before the deadline (${new Date(pending.deadlineAt).toISOString()})`;
-      const supervisor = TaskSupervisor.restore(stored.value.supervisor);
-      supervisor.paused(now - pending.createdAt);
-      let approvals = stored.value.approvals;
-      if (pending.kind === 'limit') supervisor.deny(reason);
-      else approvals = { ...approvals, [pending.callKey]: { verdict: 'reject', reason, approver: 'the approval deadline', at: now, ...(pending.unknownOutcome ? { unknownOutcome: pending.unknownOutcome } : {}) } };
-      if (!(await this.wake(stored, supervisor, approvals))) continue;
-      this.o.events.emit(key, { type: 'decision_refused', requestId: pending.requestId, error: { code: ErrorCode.approvalExpired, message: reason } }, `${pending.requestId}:expired`);
-      this.o.logger.warn({ taskId: key, requestId: pending.requestId }, 'approval request expired');
-      expired++;
+      if (done) await this.o.due.remove(entry).catch(() => (keep = Math.min(keep ?? entry.minute, entry.minute)));
+      else keep = Math.min(keep ?? entry.minute, entry.minute);
     }
+    this.cursor = Math.min(keep ?? Infinity, Math.floor(now / 60_000));
     return expired;
+  }
+
+  /**
+   * One task of the due index: `done` if it needs nothing more from this entry (dealt with, not
+   * parked any more, or due later under another entry), `later` if this entry must be looked at
+   * again, `expired` if its request expired or moved up a tier.
+   */
+  private async visit({ taskId, dueAt: entryDueAt }: DueEntry, now: number): Promise<'done' | 'later' | 'expired'> {
+    const stored = await this.o.store.get(taskId);
+    // A wait may also be over because what it waits for happened (an entry made to look again).
+    if (stored?.value.waiting && (await this.o.tree.wakeIfDue(taskId))) return 'done';
+    const dueAt = stored ? dueAtOf(stored.value) : undefined;
+    if (!stored || dueAt === undefined) return 'done';
+    // Not due yet: this entry is the task's (look again), or an older one (another entry has its time).
+    if (dueAt > now) return Math.floor(dueAt) === entryDueAt ? 'later' : 'done';
+    if (stored.value.waiting) return 'later'; // due, but someone else moved it first: look again
+    const pending = stored.value.pending!;
+    if (pending.onDeadline === 'escalate' && (await this.escalate(stored, pending, now))) return 'expired';
+    const reason = `no approver decided before the deadline (${new Date(dueAt).toISOString()})`;
+    const supervisor = TaskSupervisor.restore(stored.value.supervisor);
+    supervisor.paused(now - pending.createdAt);
+    let approvals = stored.value.approvals;
+    if (pending.kind === 'limit') supervisor.deny(reason);
+    else approvals = { ...approvals, [pending.callKey]: { verdict: 'reject', reason, approver: 'the approval deadline', at: now, ...(pending.unknownOutcome ? { unknownOutcome: pending.unknownOutcome } : {}) } };
+    if (!(await this.wake(stored, supervisor, approvals))) return 'later';
+    this.o.events.emit(taskId, { type: 'decision_refused', requestId: pending.requestId, error: { code: ErrorCode.approvalExpired, message: reason } }, `${pending.requestId}:expired`);
+    this.o.logger.warn({ taskId, requestId: pending.requestId }, 'approval request expired');
+    return 'expired';
   }
 
   /** Moves an overdue request to the next tier that has approvers for it. False if there is none. */
@@ -202,6 +242,8 @@ export class DecisionDesk {
     if (!Number.isFinite(next)) return false;
     const window = pending.deadlineAt! - pending.createdAt;
     const raised: ApprovalRequest = { ...pending, tier: next, deadlineAt: now + window };
+    // Indexed before it is saved: a crash in between leaves an entry, never a request nobody sweeps.
+    await this.o.due.add(stored.value.taskId, raised.deadlineAt!);
     try {
       await this.o.store.update(stored.value.taskId, { ...stored.value, pending: raised, updatedAt: now }, stored.revision);
     } catch (err) {

@@ -28,6 +28,7 @@ import type { ToolExecution } from './tool-effect.ts';
 import { compileOutputPolicy, type OutputPolicy } from '../sandbox/output.ts';
 import { createToolRunner, type ToolRunner } from '../sandbox/runners/index.ts';
 import { EffectGateway, type EffectFaults } from './effect-gateway.ts';
+import { DueIndex } from '../runtime/due-index.ts';
 import type { ModelClient } from './model/model-client.ts';
 import { TaskRunner, type RunnerEnd, type TaskRunnerDeps } from './task-runner.ts';
 
@@ -113,13 +114,14 @@ export class Host implements AsyncDisposable {
     this.breakers = new Breakers(this.topology.breakers, this.subjects.buckets.breakers, { ...config.breakers, owner: this.hostId, clock: this.clock, logger: this.log });
     await this.breakers.start();
     const inbox = new Inbox(this.topology.jsm, this.subjects);
+    const due = new DueIndex(this.topology.due, this.subjects.buckets.due);
     this.tree = new TaskTree({ js: this.topology.js, subjects: this.subjects, store: this.store, hostId: this.hostId, clock: this.clock, logger: this.log, inbox });
     this.output = compileOutputPolicy(config.tools);
     this.audit = new AuditLog({ js: this.topology.js, subjects: this.subjects, blobs: this.topology.auditBlobs, redaction: this.output, source: this.hostId, clock: this.clock, logger: this.log });
     this.events.observe((e) => this.audit.fromEvent(e));
     const gateway = new EffectGateway({ ledger, owner: this.hostId, clock: this.clock, logger: this.log, faults: this.o.faults, audit: this.audit });
     const model = this.o.model;
-    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, inbox, snapshotWritten: (ms) => this.metrics.snapshotWritten(ms), inspect: this.o.inspect, semantic: new SemanticChecks({ baselines: new JsonKv(this.topology.baselines, this.subjects.buckets.baselines, baselineSchema), events: this.events, clock: this.clock, logger: this.log }), delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
+    this.deps = { store: this.store, gateway, events: this.events, model: typeof model === 'function' ? model : () => model, breakers: this.breakers, drainTimeoutMs: config.host.drainTimeoutMs, restarts: { intensity: config.host.restartIntensity, periodMs: config.host.restartPeriodMs, backoffMs: config.host.restartBackoffMs }, clock: this.clock, logger: this.o.logger, hostId: this.hostId, principals: config.principals, execution: this.execution(), tree: this.tree, due, inbox, snapshotWritten: (ms) => this.metrics.snapshotWritten(ms), inspect: this.o.inspect, semantic: new SemanticChecks({ baselines: new JsonKv(this.topology.baselines, this.subjects.buckets.baselines, baselineSchema), events: this.events, clock: this.clock, logger: this.log }), delegation: { js: this.topology.js, subjects: this.subjects, store: this.store, agents: this.agents, now: () => this.clock.now() } };
     this.queue = new TaskQueue(this.topology.js, {
       stream: this.subjects.streams.tasks,
       consumer: this.subjects.hostsConsumer,
@@ -136,6 +138,7 @@ export class Host implements AsyncDisposable {
       approvers: config.approvers,
       agents: this.agents,
       tree: this.tree,
+      due,
       sweepMs: config.host.approvalSweepMs,
       hostId: this.hostId,
       clock: this.clock,
@@ -292,8 +295,10 @@ export class Host implements AsyncDisposable {
       return;
     }
     if (env.status !== 'running') {
-      // Ended, but the host died before acking: make sure watchers saw the end, then ack.
+      // Ended, but the host died before acking: make sure watchers saw the end, and its parent
+      // and children heard of it (both repeat safely), then ack.
       await this.events!.publish(env.taskId, env.outcome?.status === 'done' ? { type: 'done', output: env.outcome.output } : { type: 'failed', error: env.outcome?.status === 'failed' ? env.outcome.error : { code: ErrorCode.internal, message: 'task ended without an outcome' } }, `${env.taskId}:end`);
+      await this.tree!.ended(env);
       await this.queue!.ack(msg);
       return;
     }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { TroupeConfig } from '../config/schema.ts';
 import type { ToolExecution } from './tool-effect.ts';
 import type { TaskTree } from './task-tree.ts';
+import { dueAtOf, type DueIndex } from '../runtime/due-index.ts';
 import type { DelegationDeps } from './delegation.ts';
 import type { Inbox } from './inbox.ts';
 import type { SemanticChecks } from './semantic-checks.ts';
@@ -48,6 +49,8 @@ export interface TaskRunnerDeps {
   execution: ToolExecution;
   /** Parents and children: wake-ups and cancellations across the task tree. */
   tree: TaskTree;
+  /** Where a parked task says when it falls due, for the hosts' sweep. */
+  due: DueIndex;
   /** Starts child tasks and joins them. */
   delegation: Omit<DelegationDeps, 'taskId' | 'supervisor' | 'actOnVerdict' | 'adopt'>;
   /** Reads tasks' inboxes. */
@@ -437,6 +440,10 @@ export class TaskRunner {
     if ('request' in on) this.pending = on.request;
     else this.waiting = on.waiting;
     try {
+      // Indexed before the park is saved: a crash in between leaves an entry the sweep drops,
+      // never a parked task whose deadline nobody watches.
+      const dueAt = dueAtOf({ status: 'parked', pending: this.pending, waiting: this.waiting, deadlineAt: this.supervisor.deadlineAt });
+      if (dueAt !== undefined) await this.deps.due.add(this.taskId, dueAt);
       await this.checkpoint(true);
       if (this.pending) {
         await this.deps.events.requestApproval(this.pending);
@@ -624,7 +631,11 @@ export class TaskRunner {
       await this.deps.events.publish(this.taskId, outcome.status === 'done' ? { type: 'done', output: outcome.output } : { type: 'failed', error: outcome.error }, `${this.taskId}:end`);
       this.log.info({ outcome: outcome.status, ...(outcome.status === 'failed' ? { error: outcome.error } : {}) }, 'task ended');
       this.end('finished');
-      await this.deps.tree.ended(this.writer.written).catch((err: unknown) => this.log.warn({ err }, 'parent or children not told of the end; the sweep will'));
+      await this.deps.tree.ended(this.writer.written).catch((err: unknown) => {
+        this.log.warn({ err }, 'parent or children not told of the end; the sweep will look at the parent');
+        const parent = this.writer.written.parent;
+        if (parent) this.deps.due.add(parent.taskId, this.deps.clock.now()).catch(() => {});
+      });
       await this.deps.semantic?.learnFrom(this.writer.written).catch((err: unknown) => this.log.warn({ err }, 'baseline not updated'));
     } catch (err) {
       this.log.warn({ err }, 'task outcome not recorded; leaving the task to be resumed');

@@ -59,6 +59,8 @@ export interface Subjects {
     readonly breakers: string;
     readonly baselines: string;
     readonly auditBlobs: string;
+    /** Parked tasks by the minute they fall due (see `due-index.ts`). */
+    readonly due: string;
   };
   /** Durable consumer shared by all hosts on the task stream. */
   readonly hostsConsumer: string;
@@ -117,6 +119,7 @@ export function subjects(prefix = 'troupe'): Subjects {
       breakers: `${prefix.replace(/-/g, '_')}_breakers`,
       baselines: `${prefix.replace(/-/g, '_')}_baselines`,
       auditBlobs: `${prefix.replace(/-/g, '_')}_audit_blobs`,
+      due: `${prefix.replace(/-/g, '_')}_due`,
     }),
     hostsConsumer: `${prefix}-hosts`,
     workersQueue: `${prefix}-workers`,

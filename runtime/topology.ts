@@ -32,6 +32,8 @@ export interface Topology {
   jsm: JetStreamManager;
   snapshots: KV;
   ledger: KV;
+  /** Parked tasks by the minute they fall due. */
+  due: KV;
   breakers: KV;
   /** Per-agent running averages of a task's cost and steps (anomaly flags). */
   baselines: KV;
@@ -121,7 +123,8 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
   const breakers = await kvm.create(s.buckets.breakers, { history: 1, replicas: o.replicas });
   const baselines = await kvm.create(s.buckets.baselines, { history: 1, replicas: o.replicas });
   const auditBlobs = await kvm.create(s.buckets.auditBlobs, { history: 1, replicas: o.replicas, ttl: o.auditMaxAgeMs ?? 30 * 24 * 3600 * 1000 });
-  return { js, jsm, snapshots, ledger, breakers, baselines, auditBlobs };
+  const due = await kvm.create(s.buckets.due, { history: 1, replicas: o.replicas });
+  return { js, jsm, snapshots, ledger, breakers, baselines, auditBlobs, due };
 }
 
 async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
