@@ -23,15 +23,27 @@ export interface LoopFigures {
 const stepsPerSecond = (tasks: number, ms: number) => (tasks * LOOP_STEPS) / (ms / 1000);
 
 /** troupe's loop, sequential: a host in this process, `SEQ_TASKS` tasks one after the other after a warm-up. */
-export async function troupeSequential(nc: NatsConnection, prefix = 'bseq'): Promise<{ stepsPerSecond: number; stepMs: number[] }> {
+export async function troupeSequential(nc: NatsConnection, prefix = 'bseq'): Promise<{ stepsPerSecond: number; stepMs: number[]; cpuMsPerStep: number; sendsPerStep: number }> {
   const loop = await loopHost(nc, prefix);
+  const publish = nc.publish.bind(nc);
+  let sends = 0;
   try {
     await loop.run(WARM_UP);
     loop.stepLatencies.length = 0;
+    // What a step costs the process (host and driver) in CPU, and in messages sent to the server
+    // (KV writes and reads, events, audit records; the driver's own is one per task).
+    nc.publish = ((...args: Parameters<typeof publish>) => {
+      sends++;
+      return publish(...args);
+    }) as typeof nc.publish;
+    const cpu = process.cpuUsage();
     let elapsed = 0;
     for (let i = 0; i < SEQ_TASKS; i++) elapsed += await loop.run(1);
-    return { stepsPerSecond: stepsPerSecond(SEQ_TASKS, elapsed), stepMs: [...loop.stepLatencies] };
+    const used = process.cpuUsage(cpu);
+    const steps = SEQ_TASKS * LOOP_STEPS;
+    return { stepsPerSecond: stepsPerSecond(SEQ_TASKS, elapsed), stepMs: [...loop.stepLatencies], cpuMsPerStep: (used.user + used.system) / 1000 / steps, sendsPerStep: sends / steps };
   } finally {
+    nc.publish = publish;
     await loop.close();
   }
 }

@@ -35,16 +35,19 @@ process.stdout.write(`troupe bench — Node ${process.version}, ${cpus().length}
 try {
   let loopFigures: LoopFigures | undefined;
   if (want('loop')) {
+    const floorCpu = process.cpuUsage();
     const floor1 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 1)) / 1000);
+    const floorCpuUsed = process.cpuUsage(floorCpu);
+    const floorCpuMs = (floorCpuUsed.user + floorCpuUsed.system) / 1000 / (SEQ_TASKS * LOOP_STEPS);
     const floor3 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 3)) / 1000);
     const seq = await troupeSequential(nc);
     table(
       `10-step tool loop, one task at a time (${SEQ_TASKS} tasks; each step: model call, tool call, durable checkpoints)`,
-      ['runner', 'steps/s', 'p50 step ms', 'p99 step ms', 'vs 1-write floor'],
+      ['runner', 'steps/s', 'p50 step ms', 'p99 step ms', 'vs 1-write floor', 'CPU ms/step', 'sent/step'],
       [
-        ['KV floor, 1 CAS write per step', fmt(floor1), '-', '-', '100%'],
-        ['KV floor, 3 CAS writes per step', fmt(floor3), '-', '-', `${fmt((floor3 / floor1) * 100)}%`],
-        ['troupe', fmt(seq.stepsPerSecond), fmt(percentile(seq.stepMs, 50), 1), fmt(percentile(seq.stepMs, 99), 1), `${fmt((seq.stepsPerSecond / floor1) * 100)}%`],
+        ['KV floor, 1 CAS write per step', fmt(floor1), '-', '-', '100%', fmt(floorCpuMs, 2), '1'],
+        ['KV floor, 3 CAS writes per step', fmt(floor3), '-', '-', `${fmt((floor3 / floor1) * 100)}%`, '-', '3'],
+        ['troupe', fmt(seq.stepsPerSecond), fmt(percentile(seq.stepMs, 50), 1), fmt(percentile(seq.stepMs, 99), 1), `${fmt((seq.stepsPerSecond / floor1) * 100)}%`, fmt(seq.cpuMsPerStep, 2), fmt(seq.sendsPerStep, 1)],
       ],
       'npm run bench -- loop',
     );
