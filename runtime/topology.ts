@@ -11,11 +11,16 @@ import {
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
+import { ConfigError } from '../config/errors.ts';
 import type { Subjects } from './subjects.ts';
 
 /** Stream and bucket settings (the `streams` and `host` sections of the config). */
 export interface TopologyOptions {
+  /**
+   * Replicas of every stream and bucket: 1 on a single server, 3 or 5 on a cluster of at least
+   * that many JetStream servers.
+   */
   replicas: 1 | 3 | 5;
   eventsMaxAgeMs: number;
   /** @default 30 days */
@@ -41,11 +46,53 @@ export interface Topology {
 
 const ms = (n: number) => n * 1_000_000;
 
+/** JetStream's "replicas > 1 not supported in non-clustered mode". */
+const NOT_CLUSTERED = 10074;
+/** JetStream's "no suitable peers for placement": fewer servers than replicas (or too few up). */
+const NO_PEERS = 10005;
+
 /**
- * Creates (or brings up to date) the streams, buckets and the hosts' consumer. Safe to call from
- * every process at start-up, concurrently.
+ * Creates (and brings up to date) the streams, buckets and the hosts' consumer, each with
+ * `replicas` replicas (an existing one is scaled to it). Safe to call from every process at
+ * start-up, concurrently.
+ *
+ * @throws ConfigError naming `streams.replicas` when the servers cannot hold that many replicas:
+ *   more than 1 on a server that is not in a cluster, or more than the cluster has servers.
  */
 export async function ensureTopology(nc: NatsConnection, s: Subjects, o: TopologyOptions): Promise<Topology> {
+  checkReplicas(nc, o.replicas);
+  try {
+    return await createTopology(nc, s, o);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && (err.code === NOT_CLUSTERED || err.code === NO_PEERS)) throw replicasError(nc, o.replicas, err);
+    throw err;
+  }
+}
+
+/** Refuses, before anything is created, replicas the connected server plainly cannot hold. */
+function checkReplicas(nc: NatsConnection, replicas: number): void {
+  if (replicas === 1) return;
+  const info = nc.info;
+  if (!info) return;
+  if (!info.cluster) throw replicasError(nc, replicas);
+  // Every server of the cluster advertises its client URL, this one included (unless the
+  // cluster is configured not to advertise; then JetStream's own refusal below says it).
+  const servers = info.connect_urls?.length ?? 0;
+  if (servers > 0 && servers < replicas) throw replicasError(nc, replicas, undefined, servers);
+}
+
+function replicasError(nc: NatsConnection, replicas: number, cause?: Error, servers?: number): ConfigError {
+  const where = nc.getServer();
+  const fix = 'Set streams.replicas to 1 for a single server, or to at most the number of servers in the cluster (3 or 5; `npx troupe nats-config --cluster 3` writes a 3-node cluster).';
+  const why = !nc.info?.cluster
+    ? `the NATS server at ${where} is not part of a cluster, so it keeps a single copy of each stream`
+    : servers !== undefined
+      ? `the NATS cluster "${nc.info.cluster}" has ${servers} server${servers === 1 ? '' : 's'}`
+      : `JetStream in cluster "${nc.info.cluster}" cannot place ${replicas} replicas (${cause?.message ?? 'no suitable peers'}): it has fewer than ${replicas} JetStream servers, or not that many are up`;
+  return new ConfigError(`streams.replicas is ${replicas}, but ${why}. ${fix}`, { cause });
+}
+
+async function createTopology(nc: NatsConnection, s: Subjects, o: TopologyOptions): Promise<Topology> {
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   await upsertStream(jsm, {
@@ -116,19 +163,39 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
     await jsm.consumers.update(s.streams.tasks, s.hostsConsumer, { ack_wait: consumerConfig.ack_wait });
   }
   const kvm = new Kvm(js);
-  const snapshots = await kvm.create(s.buckets.snapshots, { history: 1, replicas: o.replicas });
-  const ledger = await kvm.create(s.buckets.ledger, { history: 1, replicas: o.replicas });
-  const breakers = await kvm.create(s.buckets.breakers, { history: 1, replicas: o.replicas });
-  const baselines = await kvm.create(s.buckets.baselines, { history: 1, replicas: o.replicas });
-  const auditBlobs = await kvm.create(s.buckets.auditBlobs, { history: 1, replicas: o.replicas, ttl: o.auditMaxAgeMs ?? 30 * 24 * 3600 * 1000 });
+  const bucket = async (name: string, extra: Partial<KvOptions> = {}) => {
+    const kv = await kvm.create(name, {
+      history: 1,
+      replicas: o.replicas,
+      // Replicated buckets are read through their stream's leader, not with direct gets that any
+      // replica answers: nats-server before 2.9.17 lets a replica that has just restarted answer
+      // before it has caught up (nats-server#4162), and a stale read of a snapshot or a ledger
+      // record costs a needless conflict or, worse, a wrong verdict on a task.
+      ...(o.replicas > 1 ? { allow_direct: false } : {}),
+      ...extra,
+    });
+    await scaleStream(jsm, `KV_${name}`, o.replicas);
+    return kv;
+  };
+  const snapshots = await bucket(s.buckets.snapshots);
+  const ledger = await bucket(s.buckets.ledger);
+  const breakers = await bucket(s.buckets.breakers);
+  const baselines = await bucket(s.buckets.baselines);
+  const auditBlobs = await bucket(s.buckets.auditBlobs, { ttl: o.auditMaxAgeMs ?? 30 * 24 * 3600 * 1000 });
   return { js, jsm, snapshots, ledger, breakers, baselines, auditBlobs };
+}
+
+/** A bucket created earlier with another replica count is scaled (`Kvm.create` leaves an existing one as it is). */
+async function scaleStream(jsm: JetStreamManager, name: string, replicas: number): Promise<void> {
+  const info = await jsm.streams.info(name);
+  if ((info.config.num_replicas || 1) !== replicas) await jsm.streams.update(name, { num_replicas: replicas });
 }
 
 async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
   try {
     await jsm.streams.add(config);
   } catch (err) {
-    if (!(err instanceof JetStreamApiError)) throw err;
+    if (!(err instanceof JetStreamApiError) || err.code === NOT_CLUSTERED || err.code === NO_PEERS) throw err;
     const { name, retention: _retention, storage: _storage, ...mutable } = config;
     await jsm.streams.update(name, mutable);
   }
