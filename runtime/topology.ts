@@ -4,7 +4,6 @@ import {
   DiscardPolicy,
   JetStreamApiError,
   jetstream,
-  jetstreamManager,
   RetentionPolicy,
   StorageType,
   type JetStreamClient,
@@ -45,6 +44,39 @@ export interface Topology {
 }
 
 const ms = (n: number) => n * 1_000_000;
+
+/**
+ * How long a JetStream request (a publish, a KV read or write, an API call) waits for its
+ * answer. Longer than nats.js's 5 s: when a cluster node dies, the streams it led elect a new
+ * leader, which takes 4 to 9 s on nats-server 2.9, and a request should ride that out rather
+ * than fail.
+ */
+export const JETSTREAM_TIMEOUT_MS = 10_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A JetStream client for a deployment that may fail over: requests wait up to
+ * {@link JETSTREAM_TIMEOUT_MS}, and a publish that finds no stream to take it ("no responders":
+ * the stream has no leader right now, nothing received the message) is sent again with backoff
+ * within that time. A publish that timed out is not repeated here: it may have been stored.
+ */
+export function failoverJetStream(nc: NatsConnection): JetStreamClient {
+  const js = jetstream(nc, { timeout: JETSTREAM_TIMEOUT_MS });
+  const publish = js.publish.bind(js);
+  js.publish = async (subject, payload, options) => {
+    const giveUpAt = Date.now() + (options?.timeout ?? JETSTREAM_TIMEOUT_MS);
+    for (let backoff = 100; ; backoff = Math.min(backoff * 2, 1000)) {
+      try {
+        return await publish(subject, payload, options);
+      } catch (err) {
+        if ((err as Error).name !== 'JetStreamNotEnabled' || Date.now() + backoff > giveUpAt) throw err;
+        await sleep(backoff);
+      }
+    }
+  };
+  return js;
+}
 
 /** JetStream's "replicas > 1 not supported in non-clustered mode". */
 const NOT_CLUSTERED = 10074;
@@ -93,8 +125,8 @@ function replicasError(nc: NatsConnection, replicas: number, cause?: Error, serv
 }
 
 async function createTopology(nc: NatsConnection, s: Subjects, o: TopologyOptions): Promise<Topology> {
-  const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc);
+  const js = failoverJetStream(nc);
+  const jsm = await js.jetstreamManager();
   await upsertStream(jsm, {
     name: s.streams.tasks,
     subjects: [s.allTasks],
