@@ -147,15 +147,17 @@ export class ToolWorker {
       const parsed = tool.input.safeParse(call.args);
       if (!parsed.success) throw new ToolRejectedError(ErrorCode.invalidToolArguments, `arguments for "${tool.name}" do not match its schema`, 'schema');
       const args = parsed.data;
-      const { result, replayed } = await runLedgered(this.gateway!, tool, { key: call.key, args, signal: abort.signal, rerunAttempt: call.rerunAttempt }, () =>
-        executeTool(tool, args, { key: call.key, taskId: call.taskId, signal: abort.signal }, {
-          runner: this.runner!,
-          output: this.output!,
-          maxAttempts: this.o.config.tools.maxAttempts,
-          retryBackoffMs: this.o.config.tools.retryBackoffMs,
-          clock: this.clock,
-        }),
-      );
+      const ledgered = () =>
+        runLedgered(this.gateway!, tool, { key: call.key, args, signal: abort.signal, rerunAttempt: call.rerunAttempt }, () =>
+          executeTool(tool, args, { key: call.key, taskId: call.taskId, signal: abort.signal }, {
+            runner: this.runner!,
+            output: this.output!,
+            maxAttempts: this.o.config.tools.maxAttempts,
+            retryBackoffMs: this.o.config.tools.retryBackoffMs,
+            clock: this.clock,
+          }),
+        );
+      const { result, replayed } = await this.throughLedger(ledgered, call.key, tool, abort.signal);
       reply({ ok: true, result, replayed });
     } catch (caught) {
       const err = ensureError(caught);
@@ -172,6 +174,25 @@ export class ToolWorker {
     } finally {
       this.running--;
       this.aborts.delete(abort);
+    }
+  }
+
+  /**
+   * Runs a ledgered call, and runs it again through the ledger while the ledger cannot be
+   * reached (a NATS restart, a stream electing a leader), for up to the tool's time limit: the
+   * ledger's `started` record and the tool's `reconcile` then settle whether it already
+   * happened, exactly as when the host dispatches it again, only sooner.
+   */
+  private async throughLedger<T>(ledgered: () => Promise<T>, key: string, tool: Tool<any, any>, signal: AbortSignal): Promise<T> {
+    const giveUpAt = this.clock.now() + tool.timeoutMs;
+    for (let backoff = 250; ; backoff = Math.min(backoff * 2, 2000)) {
+      try {
+        return await ledgered();
+      } catch (err) {
+        if (err instanceof TroupeError || signal.aborted || this.clock.now() + backoff > giveUpAt) throw err;
+        this.log.warn({ err, key, tool: tool.name }, 'the ledger cannot be reached; going through it again');
+        await this.clock.sleep(backoff);
+      }
     }
   }
 }
