@@ -85,6 +85,8 @@ export interface EffectFacts {
   attempts: Map<string, number>;
   /** Keys executed more than once. */
   duplicates: string[];
+  /** The process ids that executed each key. */
+  executors: Map<string, string[]>;
 }
 
 export function readJournal(journal: string): EffectFacts {
@@ -96,9 +98,12 @@ export function readJournal(journal: string): EffectFacts {
     }
     return m;
   };
-  const executions = count(journalLines(journal));
+  const lines = journalLines(journal);
+  const executions = count(lines);
   const attempts = count(journalLines(`${journal}.starts`));
-  return { executions, attempts, duplicates: [...executions].filter(([, n]) => n > 1).map(([k]) => k) };
+  const executors = new Map<string, string[]>();
+  for (const [key, pid] of lines.map((l) => l.split(' '))) executors.set(key!, [...(executors.get(key!) ?? []), pid ?? '?']);
+  return { executions, attempts, executors, duplicates: [...executions].filter(([, n]) => n > 1).map(([k]) => k) };
 }
 
 /** What the processes logged, summed per role. */

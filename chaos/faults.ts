@@ -82,8 +82,8 @@ export async function inject(kind: FaultKind, t: FaultTargets, nth: number): Pro
 }
 
 /**
- * A host that runs at least two tasks right now, so that the fault strands some (waiting up to
- * 10 s for one); else the busiest live host.
+ * A random host among those that run at least two tasks right now, so that the fault strands
+ * some (waiting up to 10 s for one); else among those running any, else among all live ones.
  */
 async function busyHost(t: FaultTargets): Promise<{ host: ChaosProcess; running: number }> {
   const until = Date.now() + 10_000;
@@ -93,7 +93,7 @@ async function busyHost(t: FaultTargets): Promise<{ host: ChaosProcess; running:
     const hosts = alive.map((host, i) => ({ host, running: running[i]! }));
     const busy = hosts.filter((h) => h.running >= 2);
     if (busy.length) return pick(busy, t.random);
-    if (Date.now() > until) return hosts.sort((a, b) => b.running - a.running)[0]!;
+    if (Date.now() > until) return pick(hosts.filter((h) => h.running > 0).length ? hosts.filter((h) => h.running > 0) : hosts, t.random);
     await sleep(100);
   }
 }

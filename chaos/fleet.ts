@@ -10,6 +10,8 @@ export class ChaosProcess {
   private exited: Promise<void> = Promise.resolve();
   /** Times it was started. */
   incarnations = 0;
+  /** The process id of every incarnation. */
+  readonly pids: number[] = [];
   /** The id it reported when ready (host or worker id). */
   id = '';
   /** A host's Prometheus endpoint, when it serves one. */
@@ -42,6 +44,7 @@ export class ChaosProcess {
     closeSync(err);
     this.child = child;
     this.incarnations++;
+    if (child.pid) this.pids.push(child.pid);
     this.exited = new Promise((resolve) => {
       if (child.exitCode !== null || child.signalCode !== null) resolve();
       else child.once('exit', () => resolve());

@@ -19,7 +19,7 @@ export function formatReport(r: ChaosReport): string {
     '',
     'tasks',
     `  submitted                 ${n(r.submitted)}${r.republished ? ` (${n(r.republished)} publishes repeated while a node was down)` : ''}`,
-    `  completed                 ${n(r.done)}${r.doneWithToolErrors ? ` (${n(r.doneWithToolErrors)} of them saw a charge fail with a typed tool error)` : ''}`,
+    `  completed                 ${n(r.done)}${r.doneWithToolErrors ? ` (${n(r.doneWithToolErrors)} of them saw a charge fail with a typed tool error: ${Object.entries(r.chargeErrors).map(([code, v]) => `${code} ${v}`).join(', ')})` : ''}`,
     `  failed, typed outcome     ${n(failedTotal)}${failed.length ? `  ${failed.map(([code, v]) => `${code}: ${v}`).join(', ')}` : ''}`,
     ...(r.failed.internal
       ? [`    ${r.failed.internal} of them with code internal: a NATS error inside one of the task's effects (a leader election outlasting the request) failed the task instead of leaving it to be resumed — a defect of the task runner, not of the cluster`]
@@ -30,7 +30,8 @@ export function formatReport(r: ChaosReport): string {
     '',
     'side effects (counted in the journal, outside troupe)',
     `  charges executed          ${n(r.effects.executed)}`,
-    `  duplicate side effects    ${n(r.duplicates.length)}  ${mark(r.duplicates.length === 0)}${r.duplicates.length ? `  ${r.duplicates.slice(0, 10).join(', ')}` : ''}`,
+    `  duplicate side effects    ${n(r.duplicates.length)}  ${mark(r.duplicates.length === 0)}`,
+    ...r.duplicates.slice(0, 10).map((key) => `    ${key} ran ${r.duplicateExecutors[key]?.length ?? '?'} times: ${duplicateLine(r.duplicateExecutors[key] ?? [])}`),
     `  missing side effects      ${n(r.missingEffects.length)}  ${mark(r.missingEffects.length === 0)}${r.missingEffects.length ? `  ${r.missingEffects.slice(0, 10).join(', ')}` : ''}`,
     `  told failed, but happened ${n(r.misreportedFailures.length)}${r.misreportedFailures.length ? `  ${r.misreportedFailures.slice(0, 6).join(', ')} (the call's outcome was unknown — e.g. it hit its time limit after the side effect — and was reported to the model as a failure)` : ''}`,
     `  calls started again       ${n(r.effects.keysAttemptedMoreThanOnce)} (attempts ${n(r.effects.attempts)}: a worker died, or a run was reconciled)`,
@@ -54,6 +55,12 @@ export function formatReport(r: ChaosReport): string {
     '',
   ];
   return lines.join('\n');
+}
+
+/** Who ran a duplicated charge; the same worker twice points at a second dispatch of a call it was still running. */
+function duplicateLine(executors: string[]): string {
+  const same = executors.length > 1 && executors.every((e) => e === executors[0]);
+  return same ? `both by ${executors[0]} — a second dispatch of a call that worker was still running (see "Known defects" in the README)` : executors.join(', ');
 }
 
 function fuzzLines(f: ChaosReport['fuzz']): string[] {

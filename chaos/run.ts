@@ -2,7 +2,7 @@
  * `npm run chaos`: the chaos run with its report (see README, "Chaos"). Not part of `npm test`:
  * it takes a few minutes, on loopback only. Options:
  *   --tasks N       tasks to submit (default 300)
- *   --submit-s S    seconds over which they are submitted and faults injected (default 90)
+ *   --submit-s S    seconds over which they are submitted and faults injected (default 150)
  *   --seed N        replay the random choices of an earlier run
  *   --no-fuzz       skip the fuzz slot (chaos/fuzz.ts)
  *   --json FILE     also write the report as JSON
@@ -35,7 +35,7 @@ watchdog.unref();
 const started = Date.now();
 const report = await runChaos({
   tasks: positive(values.tasks, 'tasks', 300),
-  submitMs: positive(values['submit-s'], 'submit-s', 90) * 1000,
+  submitMs: positive(values['submit-s'], 'submit-s', 150) * 1000,
   fuzz: !values['no-fuzz'],
   ...(values.seed ? { seed: positive(values.seed, 'seed', 1) } : {}),
   progress: (line) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s] ${line}\n`),

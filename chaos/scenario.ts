@@ -25,15 +25,18 @@ export interface ChaosOptions {
   workers?: number;
   /** Tasks submitted. @default 300 */
   tasks?: number;
-  /** Irreversible charges per task (one per step). @default 2 */
+  /** Irreversible charges per task (one per step). @default 1 */
   charges?: number;
-  /** Tasks are submitted evenly over this window; faults are spread over it. @default 90000 */
+  /**
+   * Tasks are submitted evenly over this window at the fastest; faults are spread over the
+   * submissions (the window stretches while slow faults catch up). @default 150000
+   */
   submitMs?: number;
   /** The hosts' lease (`host.leaseMs`). @default 4000 */
   leaseMs?: number;
   /** Latency of each model call. @default 50 */
   modelMs?: number;
-  /** Each charge takes between these (ms). @default [100, 600] */
+  /** Each charge takes between these (ms). @default [300, 1200] */
   toolMs?: [number, number];
   /** How many of each fault to inject. */
   faults?: Partial<Record<FaultKind, number>>;
@@ -67,6 +70,10 @@ export interface ChaosReport {
   lost: string[];
   /** Effect keys whose side effect happened more than once (the journal, outside troupe). */
   duplicates: string[];
+  /** For each duplicate, which processes ran it (`worker-1 (pid 123)`, ...). */
+  duplicateExecutors: Record<string, string[]>;
+  /** Charges the model was told failed, by error code. */
+  chargeErrors: Record<string, number>;
   /** Charges a done task's model was told succeeded, with no line in the journal. */
   missingEffects: string[];
   /**
@@ -114,15 +121,15 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     hosts: options.hosts ?? 3,
     workers: options.workers ?? 2,
     tasks: options.tasks ?? 300,
-    charges: options.charges ?? 2,
-    submitMs: options.submitMs ?? 90_000,
+    charges: options.charges ?? 1,
+    submitMs: options.submitMs ?? 150_000,
     leaseMs: options.leaseMs ?? 4000,
     modelMs: options.modelMs ?? 50,
-    toolMs: options.toolMs ?? ([100, 600] as [number, number]),
+    toolMs: options.toolMs ?? ([300, 1200] as [number, number]),
     settleMs: options.settleMs ?? 120_000,
     fuzz: options.fuzz ?? true,
     seed: options.seed ?? Math.floor(Math.random() * 2 ** 31),
-    faults: options.faults ?? { 'host SIGKILL': 10, 'worker SIGKILL mid-call': 2, 'NATS node restart': 1, 'host SIGSTOP': 1, 'rolling restart': 1 },
+    faults: options.faults ?? { 'host SIGKILL': 12, 'worker SIGKILL mid-call': 2, 'NATS node restart': 1, 'host SIGSTOP': 1, 'rolling restart': 1 },
   };
   const say = options.progress ?? (() => {});
   const random = prng(o.seed);
@@ -149,13 +156,30 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     const js = jetstream(nc, { timeout: 5000 });
     started = Date.now();
 
-    // Submissions: evenly over the window; a publish the cluster did not acknowledge is repeated
-    // with the same Nats-Msg-Id (JetStream drops the copy if the first one was stored after all).
+    // The fault plan, in a shuffled order; fault k is injected once the k-th share of the tasks
+    // is submitted. Faults take as long as they take (a host's restart is slow on a busy
+    // machine), so submissions never run more than one share ahead of them: every fault lands
+    // while tasks are being submitted and run, however slow the machine.
+    const plan: FaultKind[] = Object.entries(o.faults).flatMap(([kind, n]) => Array.from({ length: n ?? 0 }, () => kind as FaultKind));
+    for (let i = plan.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [plan[i], plan[j]] = [plan[j]!, plan[i]!];
+    }
+    const share = o.tasks / (plan.length + 1);
+    let faultsDone = 0;
+    let submittedCount = 0;
+    const waitFor = async (ready: () => boolean) => {
+      while (!ready()) await sleep(50);
+    };
+
+    // Submissions: evenly over the window (no faster); a publish the cluster did not acknowledge
+    // is repeated with the same Nats-Msg-Id (JetStream drops the copy if the first was stored).
     const acked = new Map<string, number>();
     let republished = 0;
     const submitting = (async () => {
       const t0 = Date.now();
       for (let i = 0; i < o.tasks; i++) {
+        await waitFor(() => i < share * (faultsDone + 2));
         const due = t0 + (i * o.submitMs) / o.tasks;
         if (due > Date.now()) await sleep(due - Date.now());
         const taskId = `c-${String(i).padStart(4, '0')}`;
@@ -172,26 +196,20 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
             await sleep(Math.min(2000, 100 * attempt));
           }
         }
+        submittedCount = i + 1;
       }
     })();
 
-    // Faults: one at a time, spread over the submission window in a shuffled order.
-    const plan: FaultKind[] = Object.entries(o.faults).flatMap(([kind, n]) => Array.from({ length: n ?? 0 }, () => kind as FaultKind));
-    for (let i = plan.length - 1; i > 0; i--) {
-      const j = Math.floor(random() * (i + 1));
-      [plan[i], plan[j]] = [plan[j]!, plan[i]!];
-    }
     const faults: FaultRecord[] = [];
     const injecting = (async () => {
       const nth = new Map<FaultKind, number>();
-      const gap = o.submitMs / (plan.length + 1);
-      for (const [i, kind] of plan.entries()) {
-        const due = (i + 1) * gap;
-        if (due > now()) await sleep(due - now());
+      for (const [k, kind] of plan.entries()) {
+        await waitFor(() => submittedCount >= share * (k + 1));
         const n = (nth.get(kind) ?? 0) + 1;
         nth.set(kind, n);
         const record = await inject(kind, { cluster, hosts, workers, journal, leaseMs: o.leaseMs, random, now }, n);
         faults.push(record);
+        faultsDone++;
         say(`${(record.at / 1000).toFixed(1).padStart(6)} s  ${record.kind.padEnd(24)} ${record.target}: ${record.detail} (${record.ms} ms)`);
       }
     })();
@@ -247,6 +265,7 @@ function summarize(r: {
   const lost: string[] = [];
   const missingEffects: string[] = [];
   const misreportedFailures: string[] = [];
+  const chargeErrors: Record<string, number> = {};
   const latencies: number[] = [];
   let done = 0;
   let doneWithToolErrors = 0;
@@ -261,6 +280,15 @@ function summarize(r: {
         const happened = r.effects.executions.has(key);
         if (!said.startsWith('error ') && !happened) missingEffects.push(key);
         if (said.startsWith('error ') && happened) misreportedFailures.push(key);
+        if (said.startsWith('error ')) {
+          let code = 'unknown';
+          try {
+            code = (JSON.parse(said.slice('error '.length)) as { error: { code: string } }).error.code;
+          } catch {
+            // not a wire error: counted as unknown
+          }
+          chargeErrors[code] = (chargeErrors[code] ?? 0) + 1;
+        }
       });
     } else if (end?.status === 'failed') {
       const code = end.code ?? 'unknown';
@@ -286,6 +314,8 @@ function summarize(r: {
     failed,
     lost,
     duplicates: r.effects.duplicates,
+    duplicateExecutors: Object.fromEntries(r.effects.duplicates.map((key) => [key, (r.effects.executors.get(key) ?? []).map((pid) => `${r.workers.find((w) => w.pids.includes(Number(pid)))?.name ?? 'unknown'} (pid ${pid})`)])),
+    chargeErrors,
     missingEffects,
     misreportedFailures,
     effects: { executed: [...r.effects.executions.values()].reduce((a, b) => a + b, 0), attempts: attempts.reduce((a, b) => a + b, 0), keysAttemptedMoreThanOnce: attempts.filter((n) => n > 1).length },
