@@ -29,6 +29,19 @@ export interface FaultTargets {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Starts a process again; a start that fails (the cluster busy electing leaders, say) is tried twice more. */
+async function restart(p: ChaosProcess): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await p.start();
+      return attempt === 1 ? '' : ` (started on attempt ${attempt})`;
+    } catch (err) {
+      if (attempt === 3) throw err;
+      await sleep(2000);
+    }
+  }
+}
 const pick = <T>(items: T[], random: () => number): T => items[Math.floor(random() * items.length)]!;
 
 /** Injects one fault and waits until its target is back. */
@@ -42,15 +55,15 @@ export async function inject(kind: FaultKind, t: FaultTargets, nth: number): Pro
       // Back after a short while: its tasks have to wait out their lease anyway.
       const down = 300 + Math.floor(t.random() * 1200);
       await sleep(down);
-      await host.start();
-      return record(host.name, `killed running ${running} tasks, restarted after ${down} ms as ${host.id}`);
+      const note = await restart(host);
+      return record(host.name, `killed running ${running} tasks, restarted after ${down} ms as ${host.id}${note}`);
     }
     case 'worker SIGKILL mid-call': {
       // Odd kills land before the charge's line is written, even ones after it (before the answer).
       const { worker, key, phase } = await workerInCall(t, nth % 2 === 0 ? 'before' : 'after');
       await worker.kill('SIGKILL');
       await sleep(1000);
-      await worker.start();
+      await restart(worker);
       return record(worker.name, key ? `killed in call ${key}, ${phase} its side effect; restarted` : 'no call in flight within 15 s: killed anyway; restarted');
     }
     case 'NATS node restart': {
@@ -73,8 +86,7 @@ export async function inject(kind: FaultKind, t: FaultTargets, nth: number): Pro
       const how: string[] = [];
       for (const host of t.hosts) {
         const exit = await host.terminate();
-        await host.start();
-        how.push(`${host.name} ${exit}`);
+        how.push(`${host.name} ${exit}${await restart(host)}`);
       }
       return record('every host', `SIGTERM one by one, each restarted before the next: ${how.join(', ')}`);
     }

@@ -207,7 +207,10 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         await waitFor(() => submittedCount >= share * (k + 1));
         const n = (nth.get(kind) ?? 0) + 1;
         nth.set(kind, n);
-        const record = await inject(kind, { cluster, hosts, workers, journal, leaseMs: o.leaseMs, random, now }, n);
+        const at = now();
+        const record = await inject(kind, { cluster, hosts, workers, journal, leaseMs: o.leaseMs, random, now }, n).catch(
+          (err: unknown): FaultRecord => ({ at, kind, target: '?', detail: `the fault could not be completed: ${(err as Error).message}`, ms: now() - at }),
+        );
         faults.push(record);
         faultsDone++;
         say(`${(record.at / 1000).toFixed(1).padStart(6)} s  ${record.kind.padEnd(24)} ${record.target}: ${record.detail} (${record.ms} ms)`);

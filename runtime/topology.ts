@@ -1,4 +1,4 @@
-import type { NatsConnection } from '@nats-io/nats-core';
+import { errors, type NatsConnection } from '@nats-io/nats-core';
 import {
   AckPolicy,
   DiscardPolicy,
@@ -28,6 +28,11 @@ export interface TopologyOptions {
   duplicateWindowMs: number;
   /** Ack wait of the hosts' consumer: how long a silent host keeps its tasks. */
   leaseMs: number;
+  /**
+   * How long to keep trying while JetStream cannot answer yet (a cluster electing its leaders,
+   * a node down): a process started then waits instead of dying. @default 60000
+   */
+  startupTimeoutMs?: number;
 }
 
 /** Handles on everything troupe keeps in JetStream. */
@@ -83,21 +88,37 @@ const NOT_CLUSTERED = 10074;
 /** JetStream's "no suitable peers for placement": fewer servers than replicas (or too few up). */
 const NO_PEERS = 10005;
 
+/** JetStream's "JetStream system temporarily unavailable" (a cluster without a metadata leader). */
+const CLUSTER_UNAVAILABLE = 10008;
+
+/** Failures that go away by themselves: no answer yet, no leader yet, a node that is down. */
+function transient(err: unknown): boolean {
+  if (err instanceof errors.TimeoutError || (err as Error).name === 'JetStreamNotEnabled') return true;
+  return err instanceof JetStreamApiError && (err.code === CLUSTER_UNAVAILABLE || err.code === NO_PEERS);
+}
+
 /**
  * Creates (and brings up to date) the streams, buckets and the hosts' consumer, each with
  * `replicas` replicas (an existing one is scaled to it). Safe to call from every process at
- * start-up, concurrently.
+ * start-up, concurrently. While JetStream cannot answer yet (a cluster electing leaders, a node
+ * down), it tries again with backoff for up to `startupTimeoutMs`.
  *
  * @throws ConfigError naming `streams.replicas` when the servers cannot hold that many replicas:
  *   more than 1 on a server that is not in a cluster, or more than the cluster has servers.
  */
 export async function ensureTopology(nc: NatsConnection, s: Subjects, o: TopologyOptions): Promise<Topology> {
   checkReplicas(nc, o.replicas);
-  try {
-    return await createTopology(nc, s, o);
-  } catch (err) {
-    if (err instanceof JetStreamApiError && (err.code === NOT_CLUSTERED || err.code === NO_PEERS)) throw replicasError(nc, o.replicas, err);
-    throw err;
+  const giveUpAt = Date.now() + (o.startupTimeoutMs ?? 60_000);
+  for (let backoff = 250; ; backoff = Math.min(backoff * 2, 2000)) {
+    try {
+      return await createTopology(nc, s, o);
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === NOT_CLUSTERED) throw replicasError(nc, o.replicas, err);
+      if (!transient(err) || Date.now() + backoff > giveUpAt) {
+        throw err instanceof JetStreamApiError && err.code === NO_PEERS ? replicasError(nc, o.replicas, err) : err;
+      }
+      await sleep(backoff);
+    }
   }
 }
 
