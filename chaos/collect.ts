@@ -49,6 +49,8 @@ export async function readEnds(kv: KV, taskIds: Iterable<string>, concurrency = 
 export interface EventFacts {
   /** `resumed` events (a task taken over by another host or a fresh delivery). */
   resumed: number;
+  /** When each `resumed` event happened (epoch ms). */
+  resumedAt: number[];
   /** Tasks with a `done` or `failed` event. */
   announced: Set<string>;
   /** Tasks whose terminal event was published more than once (a watcher would see two ends). */
@@ -58,7 +60,7 @@ export interface EventFacts {
 /** Scans the events stream once with an ordered consumer. */
 export async function readEvents(js: JetStreamClient, s: Subjects): Promise<EventFacts> {
   const consumer = await js.consumers.get(s.streams.events, { deliver_policy: DeliverPolicy.All });
-  const facts: EventFacts = { resumed: 0, announced: new Set(), doubleEnds: 0 };
+  const facts: EventFacts = { resumed: 0, resumedAt: [], announced: new Set(), doubleEnds: 0 };
   for (;;) {
     const batch = await consumer.fetch({ max_messages: 500, expires: 2000 });
     let got = 0;
@@ -66,8 +68,11 @@ export async function readEvents(js: JetStreamClient, s: Subjects): Promise<Even
     for await (const m of batch) {
       got++;
       pending = m.info.pending;
-      const e = JSON.parse(decoder.decode(m.data)) as { type: string; taskId: string };
-      if (e.type === 'resumed') facts.resumed++;
+      const e = JSON.parse(decoder.decode(m.data)) as { type: string; taskId: string; at: number };
+      if (e.type === 'resumed') {
+        facts.resumed++;
+        facts.resumedAt.push(e.at);
+      }
       if (e.type === 'done' || e.type === 'failed') {
         if (facts.announced.has(e.taskId)) facts.doubleEnds++;
         facts.announced.add(e.taskId);
