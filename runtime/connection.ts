@@ -64,7 +64,8 @@ export function holdWhileDisconnected(nc: NatsConnection): void {
   const isDown = () => !nc.isClosed() && (typeof protocol?.connected === 'boolean' ? !protocol.connected : down);
   let held: Array<() => void> = [];
   let heldBytes = 0;
-  const waiters = new Set<() => void>();
+  /** Requests waiting for the connection: told `true` when it is back, `false` if it closed. */
+  const waiters = new Set<(back: boolean) => void>();
   const back = () => {
     down = false;
     const release = held;
@@ -77,14 +78,19 @@ export function holdWhileDisconnected(nc: NatsConnection): void {
         // The connection went down again, or closed: a publish is at most once.
       }
     }
-    for (const wake of [...waiters]) wake();
+    for (const wake of [...waiters]) wake(true);
   };
   void (async () => {
     for await (const s of nc.status()) {
       if (s.type === 'disconnect') down = true;
       else if (s.type === 'reconnect') back();
+      else if (s.type === 'close') break;
     }
-  })().catch(() => {});
+  })()
+    .catch(() => {})
+    .finally(() => {
+      for (const wake of [...waiters]) wake(false);
+    });
 
   const publish = nc.publish.bind(nc);
   nc.publish = (subject, payload, options) => {
@@ -103,10 +109,10 @@ export function holdWhileDisconnected(nc: NatsConnection): void {
     const timeout = opts?.timeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const started = Date.now();
     const reconnected = await new Promise<boolean>((resolve) => {
-      const wake = () => {
+      const wake = (isBack: boolean) => {
         clearTimeout(timer);
         waiters.delete(wake);
-        resolve(true);
+        resolve(isBack);
       };
       const timer = setTimeout(() => {
         waiters.delete(wake);
@@ -114,7 +120,7 @@ export function holdWhileDisconnected(nc: NatsConnection): void {
       }, timeout);
       waiters.add(wake);
     });
-    if (!reconnected) throw new errors.TimeoutError();
+    if (!reconnected) throw nc.isClosed() ? new errors.ClosedConnectionError() : new errors.TimeoutError();
     return request(subject, payload, { ...opts, timeout: Math.max(1, timeout - (Date.now() - started)) });
   };
 }
