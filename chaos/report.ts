@@ -3,7 +3,7 @@ import type { ChaosReport } from './scenario.ts';
 
 const n = (v: number) => v.toLocaleString('en-US');
 const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-const mark = (good: boolean) => (good ? 'ok ' : 'BAD');
+const mark = (good: boolean) => (good ? 'ok' : 'BAD');
 
 /** The report of a chaos run, as printed by `npm run chaos`. */
 export function formatReport(r: ChaosReport): string {
