@@ -9,7 +9,8 @@ export { agentLoopMachine, outcome, type MachineOutcome, type Message, type Cont
 export { loadConfig, compileConfig, ConfigError, type TroupeConfig, type TroupeConfigInput } from './config/index.ts';
 export { subjects, Headers } from './runtime/subjects.ts';
 export { watchTask } from './runtime/task-watch.ts';
-export { connectNats } from './runtime/connection.ts';
+export { connectNats, watchConnection, type ConnectionWatch } from './runtime/connection.ts';
 export { startEmbeddedServer } from './runtime/embedded-server.ts';
+export { startEmbeddedCluster, type EmbeddedCluster, type ClusterNode } from './runtime/embedded-cluster.ts';
 export * from './runtime/wire.ts';
 export * from './common/index.ts';

@@ -6,6 +6,7 @@ import { systemClock, type Clock } from '../common/clock.ts';
 import { ErrorCode, ensureError } from '../common/errors.ts';
 import type { TroupeConfig } from '../config/schema.ts';
 import { publishResumption, readTaskMessage, type IntakePrincipals, type Resumption, type Submission } from '../runtime/intake.ts';
+import { watchConnection } from '../runtime/connection.ts';
 import { JsonKv, RevisionConflictError, type Versioned } from '../runtime/json-kv.ts';
 import { subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts';
 import { TaskEvents } from '../runtime/task-events.ts';
@@ -109,7 +110,8 @@ export class Host implements AsyncDisposable {
     this.store = new JsonKv(this.topology.snapshots, this.subjects.buckets.snapshots, snapshotEnvelopeSchema);
     const ledger = new JsonKv<LedgerRecord>(this.topology.ledger, this.subjects.buckets.ledger, ledgerRecordSchema);
     this.events = new TaskEvents(nc, this.topology.js, this.subjects, this.clock, this.log);
-    this.metrics = new HostMetrics({ running: () => this.runners.size, breakers: () => this.breakers?.states() ?? new Map() });
+    const connection = watchConnection(nc, this.log);
+    this.metrics = new HostMetrics({ running: () => this.runners.size, breakers: () => this.breakers?.states() ?? new Map(), connection: () => connection });
     this.events.observe((e) => this.metrics.observe(this.agentOf.get(e.taskId) ?? 'unknown', e));
     this.breakers = new Breakers(this.topology.breakers, this.subjects.buckets.breakers, { ...config.breakers, owner: this.hostId, clock: this.clock, logger: this.log });
     await this.breakers.start();

@@ -46,7 +46,7 @@ export class HostMetrics {
   private readonly flags = new Counter('troupe_flags_total', 'Semantic failures flagged (output schema, tool output, cost or steps anomaly), by agent and kind.');
   private readonly writes = new Counter('troupe_snapshot_write_seconds', 'Snapshot writes (compare-and-set) and their latency (sum and count).');
 
-  constructor(private readonly gauges: { running: () => number; breakers: () => ReadonlyMap<string, { state: string }> }) {}
+  constructor(private readonly gauges: { running: () => number; breakers: () => ReadonlyMap<string, { state: string }>; connection?: () => { disconnects: number; reconnects: number } }) {}
 
   /** Counts a task event this host published (not one JetStream dropped as a duplicate). */
   observe(agent: string, e: TaskEvent): void {
@@ -102,6 +102,7 @@ export class HostMetrics {
 
   /** Everything, in the Prometheus text exposition format (0.0.4). */
   render(): string {
+    const nats = this.gauges.connection?.() ?? { disconnects: 0, reconnects: 0 };
     const breakers = [...this.gauges.breakers()].map(([name, b]) => `troupe_breaker_open{breaker="${escape(name)}",state="${b.state}"} ${b.state === 'closed' ? 0 : 1}`);
     return [
       ...this.tasks.render(),
@@ -119,6 +120,12 @@ export class HostMetrics {
       ...this.limits.render(),
       ...this.flags.render(),
       ...this.writes.render('summary'),
+      '# HELP troupe_nats_disconnects_total Times this host lost its NATS connection.',
+      '# TYPE troupe_nats_disconnects_total counter',
+      `troupe_nats_disconnects_total ${nats.disconnects}`,
+      '# HELP troupe_nats_reconnects_total Times this host reconnected to NATS (the same server or another node).',
+      '# TYPE troupe_nats_reconnects_total counter',
+      `troupe_nats_reconnects_total ${nats.reconnects}`,
       '# HELP troupe_breaker_open Circuit breakers shared by all hosts: 1 while open or half-open.',
       '# TYPE troupe_breaker_open gauge',
       ...breakers,

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode, TroupeError, toWireError } from '../common/errors.ts';
 import type { TroupeConfig } from '../config/schema.ts';
+import { watchConnection } from '../runtime/connection.ts';
 import { JsonKv } from '../runtime/json-kv.ts';
 import { subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts';
 import { ensureTopology } from '../runtime/topology.ts';
@@ -80,6 +81,7 @@ export class ToolWorker {
    */
   async start(): Promise<void> {
     const { config, nc } = this.o;
+    watchConnection(nc, this.log);
     const topology = await ensureTopology(nc, this.subjects, { ...config.streams, leaseMs: config.host.leaseMs });
     const ledger = new JsonKv<LedgerRecord>(topology.ledger, this.subjects.buckets.ledger, ledgerRecordSchema);
     this.output = compileOutputPolicy(config.tools);
@@ -145,26 +147,52 @@ export class ToolWorker {
       const parsed = tool.input.safeParse(call.args);
       if (!parsed.success) throw new ToolRejectedError(ErrorCode.invalidToolArguments, `arguments for "${tool.name}" do not match its schema`, 'schema');
       const args = parsed.data;
-      const { result, replayed } = await runLedgered(this.gateway!, tool, { key: call.key, args, signal: abort.signal, rerunAttempt: call.rerunAttempt }, () =>
-        executeTool(tool, args, { key: call.key, taskId: call.taskId, signal: abort.signal }, {
-          runner: this.runner!,
-          output: this.output!,
-          maxAttempts: this.o.config.tools.maxAttempts,
-          retryBackoffMs: this.o.config.tools.retryBackoffMs,
-          clock: this.clock,
-        }),
-      );
+      const ledgered = () =>
+        runLedgered(this.gateway!, tool, { key: call.key, args, signal: abort.signal, rerunAttempt: call.rerunAttempt }, () =>
+          executeTool(tool, args, { key: call.key, taskId: call.taskId, signal: abort.signal }, {
+            runner: this.runner!,
+            output: this.output!,
+            maxAttempts: this.o.config.tools.maxAttempts,
+            retryBackoffMs: this.o.config.tools.retryBackoffMs,
+            clock: this.clock,
+          }),
+        );
+      const { result, replayed } = await this.throughLedger(ledgered, call.key, tool, abort.signal);
       reply({ ok: true, result, replayed });
     } catch (caught) {
       const err = ensureError(caught);
       if (abort.signal.aborted) return; // shutting down: no answer; the host dispatches again
-      const retryable = err instanceof TroupeError && err.retryable;
-      if (!(err instanceof TroupeError)) this.log.warn({ err, key: call.key, tool: tool.name }, 'tool call failed');
-      const error = err instanceof TroupeError ? toWireError(err) : { code: ErrorCode.toolFailed, message: err.message };
-      reply({ ok: false, error, retryable, ...(err instanceof UnknownOutcomeError ? { attempt: err.attempt } : {}) });
+      if (!(err instanceof TroupeError)) {
+        // Not the tool's failure (those are TroupeErrors) but the ledger's: NATS is down or a
+        // stream is electing a leader, maybe after the side effect happened. Answering "failed"
+        // could be a lie; staying silent makes the host dispatch the call again, and the ledger
+        // (its `started` record, then `reconcile`) settles what really happened.
+        this.log.warn({ err, key: call.key, tool: tool.name }, 'the outcome of a tool call could not be recorded; not answering, so that the call is dispatched again and settled by the ledger');
+        return;
+      }
+      reply({ ok: false, error: toWireError(err), retryable: err.retryable, ...(err instanceof UnknownOutcomeError ? { attempt: err.attempt } : {}) });
     } finally {
       this.running--;
       this.aborts.delete(abort);
+    }
+  }
+
+  /**
+   * Runs a ledgered call, and runs it again through the ledger while the ledger cannot be
+   * reached (a NATS restart, a stream electing a leader), for up to the tool's time limit: the
+   * ledger's `started` record and the tool's `reconcile` then settle whether it already
+   * happened, exactly as when the host dispatches it again, only sooner.
+   */
+  private async throughLedger<T>(ledgered: () => Promise<T>, key: string, tool: Tool<any, any>, signal: AbortSignal): Promise<T> {
+    const giveUpAt = this.clock.now() + tool.timeoutMs;
+    for (let backoff = 250; ; backoff = Math.min(backoff * 2, 2000)) {
+      try {
+        return await ledgered();
+      } catch (err) {
+        if (err instanceof TroupeError || signal.aborted || this.clock.now() + backoff > giveUpAt) throw err;
+        this.log.warn({ err, key, tool: tool.name }, 'the ledger cannot be reached; going through it again');
+        await this.clock.sleep(backoff);
+      }
     }
   }
 }

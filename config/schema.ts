@@ -37,8 +37,14 @@ const embeddedSchema = z
 
 const streamsSchema = z
   .object({
-    /** Replica count of every stream and bucket (1, 3 or 5). @default 1 */
-    replicas: z.union([z.literal(1), z.literal(3), z.literal(5)]).default(1),
+    /**
+     * Replica count of every stream and bucket troupe creates: 1 on a single server, 3 or 5 on a
+     * NATS cluster of at least that many servers (checked against the servers at start-up).
+     * @default 1
+     */
+    replicas: z
+      .union([z.literal(1), z.literal(3), z.literal(5)], { error: (issue) => `must be 1 (a single server), 3 or 5 (a NATS cluster of at least that many servers); got ${JSON.stringify(issue.input)}` })
+      .default(1),
     /** How long task events stay in `TROUPE_EVENTS`. @default 604800000 (7 days) */
     eventsMaxAgeMs: z.number().int().positive().default(7 * 24 * 3600 * 1000),
     /** How long audit records stay in `TROUPE_AUDIT` (payloads they reference stay as long). @default 2592000000 (30 days) */

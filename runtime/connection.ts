@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { credsAuthenticator, type NatsConnection } from '@nats-io/nats-core';
+import { credsAuthenticator, errors, type NatsConnection, type Payload } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
 
 /** Where and how to connect. */
 export interface ConnectOptions {
@@ -14,10 +15,14 @@ export interface ConnectOptions {
 
 /**
  * Connects to NATS and keeps reconnecting forever: a host or worker rides out a server restart
- * with buffered publishes instead of dying.
+ * or the loss of a cluster node instead of dying. Given several servers (a cluster), it moves to
+ * another one; the servers a cluster announces are added to the list. Subscriptions are
+ * re-established on the new server. While it is disconnected, publishes are held and sent once
+ * it is back, and requests (JetStream publishes and API calls included) wait for it within
+ * their own timeout (see {@link holdWhileDisconnected}).
  */
 export async function connectNats(options: ConnectOptions): Promise<NatsConnection> {
-  return connect({
+  const nc = await connect({
     servers: options.servers,
     name: options.name,
     maxReconnectAttempts: -1,
@@ -25,9 +30,177 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
     // Each request would otherwise capture a stack trace up front (for its possible timeout):
     // measurable on every KV write and event of a task's step, and never read in practice.
     noAsyncTraces: true,
+    reconnectJitter: 250,
+    // A server that stops answering without closing the socket (a frozen node, a cut network)
+    // is given up after about 30 s, not the client's default of several minutes.
+    pingInterval: 10_000,
+    maxPingOut: 3,
     ...(options.credsFile ? { authenticator: credsAuthenticator(readFileSync(options.credsFile)) } : {}),
     ...(options.user ? { user: options.user, pass: options.password ?? '' } : {}),
   });
+  holdWhileDisconnected(nc);
+  return nc;
+}
+
+/** Most bytes of publishes held while disconnected; past it, `publish` throws. */
+const MAX_HELD_BYTES = 32 * 1024 * 1024;
+/** nats.js's own default request timeout. */
+const DEFAULT_REQUEST_TIMEOUT_MS = 1000;
+
+const sizeOf = (payload: Payload | undefined) => (payload === undefined ? 0 : typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength);
+
+/**
+ * Makes publishes and requests made while the connection is down wait for it instead of being
+ * lost. nats.js 3 discards whatever was written while disconnected when it dials again (its
+ * protocol handler resets the outbound buffer on every dial), so without this a publish during
+ * a server restart vanishes and a request made then always times out, even when the server is
+ * back within a second. Here, a publish is held (up to 32 MiB in all) and sent, in order, once
+ * the connection is back; a request waits for the connection for at most its timeout, then is
+ * sent with the time left. Both go to the same subscriptions as before (they are
+ * re-established first). JetStream acknowledgements and message replies, which nats.js sends on
+ * its own path, are not held: an ack lost this way means a redelivery.
+ */
+export function holdWhileDisconnected(nc: NatsConnection): void {
+  // The client's own flag flips the moment the socket closes; the status events come a little later.
+  const protocol = (nc as unknown as { protocol?: { connected?: unknown } }).protocol;
+  let down = false;
+  const isDown = () => !nc.isClosed() && (typeof protocol?.connected === 'boolean' ? !protocol.connected : down);
+  let held: Array<() => void> = [];
+  let heldBytes = 0;
+  /** Requests waiting for the connection: told `true` when it is back, `false` if it closed. */
+  const waiters = new Set<(back: boolean) => void>();
+  const back = () => {
+    down = false;
+    const release = held;
+    held = [];
+    heldBytes = 0;
+    for (const send of release) {
+      try {
+        send();
+      } catch {
+        // The connection went down again, or closed: a publish is at most once.
+      }
+    }
+    for (const wake of [...waiters]) wake(true);
+  };
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') down = true;
+      else if (s.type === 'reconnect') back();
+      else if (s.type === 'close') break;
+    }
+  })()
+    .catch(() => {})
+    .finally(() => {
+      for (const wake of [...waiters]) wake(false);
+    });
+
+  const publish = nc.publish.bind(nc);
+  nc.publish = (subject, payload, options) => {
+    if (!isDown()) return publish(subject, payload, options);
+    const size = sizeOf(payload);
+    if (heldBytes + size > MAX_HELD_BYTES) {
+      throw new errors.RequestError(`NATS is unreachable and ${MAX_HELD_BYTES} bytes of publishes are already waiting for it; not publishing to ${subject}`);
+    }
+    heldBytes += size;
+    held.push(() => publish(subject, payload, options));
+  };
+
+  const request = nc.request.bind(nc);
+  nc.request = async (subject, payload, opts) => {
+    if (!isDown()) return request(subject, payload, opts);
+    const timeout = opts?.timeout ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const started = Date.now();
+    const reconnected = await new Promise<boolean>((resolve) => {
+      const wake = (isBack: boolean) => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        resolve(isBack);
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(wake);
+        resolve(false);
+      }, timeout);
+      waiters.add(wake);
+    });
+    if (!reconnected) throw nc.isClosed() ? new errors.ClosedConnectionError() : new errors.TimeoutError();
+    return request(subject, payload, { ...opts, timeout: Math.max(1, timeout - (Date.now() - started)) });
+  };
+}
+
+/** What a {@link watchConnection} has seen of a connection so far. */
+export interface ConnectionWatch {
+  /** Times the connection was lost. */
+  readonly disconnects: number;
+  /** Times it came back (to the same server or another one). */
+  readonly reconnects: number;
+  /** When the connection was last lost, while it is not back yet (epoch ms). */
+  readonly disconnectedSince: number | undefined;
+  /** The server it is connected to now. */
+  readonly server: string;
+}
+
+const watches = new WeakMap<NatsConnection, ConnectionWatch>();
+
+/**
+ * Logs what happens to a connection (lost, back and after how long, stale, lame-duck servers,
+ * async errors) and counts disconnects and reconnects for metrics. One watch per connection:
+ * watching the same connection again (a host and a worker sharing one) returns the first watch.
+ */
+export function watchConnection(nc: NatsConnection, logger: Logger): ConnectionWatch {
+  const existing = watches.get(nc);
+  if (existing) return existing;
+  const state = { disconnects: 0, reconnects: 0, disconnectedSince: undefined as number | undefined, server: nc.getServer() };
+  const watch: ConnectionWatch = {
+    get disconnects() {
+      return state.disconnects;
+    },
+    get reconnects() {
+      return state.reconnects;
+    },
+    get disconnectedSince() {
+      return state.disconnectedSince;
+    },
+    get server() {
+      return state.server;
+    },
+  };
+  watches.set(nc, watch);
+  const log = logger.child({ component: 'nats' });
+  void (async () => {
+    for await (const s of nc.status()) {
+      switch (s.type) {
+        case 'disconnect':
+          state.disconnects++;
+          state.disconnectedSince ??= Date.now();
+          log.warn({ server: s.server, disconnects: state.disconnects }, 'lost the NATS connection; publishes are buffered while reconnecting');
+          break;
+        case 'reconnect': {
+          state.reconnects++;
+          const downMs = state.disconnectedSince === undefined ? 0 : Date.now() - state.disconnectedSince;
+          state.disconnectedSince = undefined;
+          state.server = s.server;
+          log.info({ server: s.server, downMs, reconnects: state.reconnects }, 'reconnected to NATS');
+          break;
+        }
+        case 'staleConnection':
+          log.warn('the NATS server stopped answering pings; reconnecting');
+          break;
+        case 'ldm':
+          log.info({ server: s.server }, 'the NATS server is shutting down (lame duck mode); moving to another');
+          break;
+        case 'error':
+          log.warn({ err: s.error }, 'NATS reported an error');
+          break;
+        case 'update':
+          log.debug({ added: s.added, deleted: s.deleted }, 'the NATS cluster changed');
+          break;
+        default:
+          break;
+      }
+    }
+  })().catch((err: unknown) => log.warn({ err }, 'stopped watching the NATS connection'));
+  return watch;
 }
 
 export type { NatsConnection };

@@ -1,6 +1,8 @@
-import type { Consumer, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { JetStreamApiError, type Consumer, type ConsumerConfig, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 
+/** JetStream's "consumer not found". */
+const CONSUMER_NOT_FOUND = 10014;
 /** Most messages asked for per pull. */
 const PULL_BATCH = 32;
 /** Lifetime of a pull request; also the longest `stopIntake` waits. */
@@ -26,6 +28,8 @@ export interface TaskQueueOptions {
 export class TaskQueue {
   private readonly held = new Set<JsMsg>();
   private consumer: Consumer | undefined;
+  /** The consumer's configuration, to create it again should it be lost. */
+  private config: ConsumerConfig | undefined;
   private running = false;
   private loop: Promise<void> | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -40,6 +44,7 @@ export class TaskQueue {
   async start(onMessage: (msg: JsMsg) => void): Promise<void> {
     if (this.running) return;
     this.consumer = await this.js.consumers.get(this.options.stream, this.options.consumer);
+    this.config = (await this.consumer.info(true)).config as ConsumerConfig;
     this.running = true;
     this.heartbeat = setInterval(() => {
       for (const msg of this.held) msg.working();
@@ -88,6 +93,26 @@ export class TaskQueue {
     if (this.heartbeat) clearInterval(this.heartbeat);
   }
 
+  /**
+   * A pull that failed may mean the consumer is gone (deleted, or lost with a server's store):
+   * then it is created again as it was, and the tasks still in the work queue are delivered.
+   */
+  private async recreateIfGone(): Promise<void> {
+    const { stream, consumer, logger } = this.options;
+    try {
+      const jsm = await this.js.jetstreamManager();
+      const gone = await jsm.consumers.info(stream, consumer).then(
+        () => false,
+        (err: unknown) => (err instanceof JetStreamApiError && err.code === CONSUMER_NOT_FOUND ? true : Promise.reject(err)),
+      );
+      if (!gone) return;
+      await jsm.consumers.add(stream, this.config!);
+      logger.warn({ stream, consumer }, 'the hosts\' task consumer was gone; created it again');
+    } catch (err) {
+      logger.debug({ err }, 'could not check the task consumer; will try again');
+    }
+  }
+
   private async pull(onMessage: (msg: JsMsg) => void): Promise<void> {
     while (this.running) {
       const free = this.options.concurrency - this.held.size;
@@ -113,6 +138,7 @@ export class TaskQueue {
       } catch (err) {
         if (!this.running) break;
         this.options.logger.warn({ err }, 'pulling tasks failed; retrying');
+        await this.recreateIfGone();
         await new Promise((r) => setTimeout(r, 500));
       }
     }

@@ -1,21 +1,25 @@
-import type { NatsConnection } from '@nats-io/nats-core';
+import { errors, type NatsConnection } from '@nats-io/nats-core';
 import {
   AckPolicy,
   DiscardPolicy,
   JetStreamApiError,
   jetstream,
-  jetstreamManager,
   RetentionPolicy,
   StorageType,
   type JetStreamClient,
   type JetStreamManager,
   type StreamConfig,
 } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
+import { ConfigError } from '../config/errors.ts';
 import type { Subjects } from './subjects.ts';
 
 /** Stream and bucket settings (the `streams` and `host` sections of the config). */
 export interface TopologyOptions {
+  /**
+   * Replicas of every stream and bucket: 1 on a single server, 3 or 5 on a cluster of at least
+   * that many JetStream servers.
+   */
   replicas: 1 | 3 | 5;
   eventsMaxAgeMs: number;
   /** @default 30 days */
@@ -24,6 +28,11 @@ export interface TopologyOptions {
   duplicateWindowMs: number;
   /** Ack wait of the hosts' consumer: how long a silent host keeps its tasks. */
   leaseMs: number;
+  /**
+   * How long to keep trying while JetStream cannot answer yet (a cluster electing its leaders,
+   * a node down): a process started then waits instead of dying. @default 60000
+   */
+  startupTimeoutMs?: number;
 }
 
 /** Handles on everything troupe keeps in JetStream. */
@@ -44,12 +53,103 @@ export interface Topology {
 const ms = (n: number) => n * 1_000_000;
 
 /**
- * Creates (or brings up to date) the streams, buckets and the hosts' consumer. Safe to call from
- * every process at start-up, concurrently.
+ * How long a JetStream request (a publish, a KV read or write, an API call) waits for its
+ * answer. Longer than nats.js's 5 s: when a cluster node dies, the streams it led elect a new
+ * leader, which takes 4 to 9 s on nats-server 2.9, and a request should ride that out rather
+ * than fail.
+ */
+export const JETSTREAM_TIMEOUT_MS = 10_000;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A JetStream client for a deployment that may fail over: requests wait up to
+ * {@link JETSTREAM_TIMEOUT_MS}, and a publish that finds no stream to take it ("no responders":
+ * the stream has no leader right now, nothing received the message) is sent again with backoff
+ * within that time. A publish that timed out is not repeated here: it may have been stored.
+ */
+export function failoverJetStream(nc: NatsConnection): JetStreamClient {
+  const js = jetstream(nc, { timeout: JETSTREAM_TIMEOUT_MS });
+  const publish = js.publish.bind(js);
+  js.publish = async (subject, payload, options) => {
+    const giveUpAt = Date.now() + (options?.timeout ?? JETSTREAM_TIMEOUT_MS);
+    for (let backoff = 100; ; backoff = Math.min(backoff * 2, 1000)) {
+      try {
+        return await publish(subject, payload, options);
+      } catch (err) {
+        if ((err as Error).name !== 'JetStreamNotEnabled' || Date.now() + backoff > giveUpAt) throw err;
+        await sleep(backoff);
+      }
+    }
+  };
+  return js;
+}
+
+/** JetStream's "replicas > 1 not supported in non-clustered mode". */
+const NOT_CLUSTERED = 10074;
+/** JetStream's "no suitable peers for placement": fewer servers than replicas (or too few up). */
+const NO_PEERS = 10005;
+
+/** JetStream's "JetStream system temporarily unavailable" (a cluster without a metadata leader). */
+const CLUSTER_UNAVAILABLE = 10008;
+
+/** Failures that go away by themselves: no answer yet, no leader yet, a node that is down. */
+function transient(err: unknown): boolean {
+  if (err instanceof errors.TimeoutError || (err as Error).name === 'JetStreamNotEnabled') return true;
+  return err instanceof JetStreamApiError && (err.code === CLUSTER_UNAVAILABLE || err.code === NO_PEERS);
+}
+
+/**
+ * Creates (and brings up to date) the streams, buckets and the hosts' consumer, each with
+ * `replicas` replicas (an existing one is scaled to it). Safe to call from every process at
+ * start-up, concurrently. While JetStream cannot answer yet (a cluster electing leaders, a node
+ * down), it tries again with backoff for up to `startupTimeoutMs`.
+ *
+ * @throws ConfigError naming `streams.replicas` when the servers cannot hold that many replicas:
+ *   more than 1 on a server that is not in a cluster, or more than the cluster has servers.
  */
 export async function ensureTopology(nc: NatsConnection, s: Subjects, o: TopologyOptions): Promise<Topology> {
-  const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc);
+  checkReplicas(nc, o.replicas);
+  const giveUpAt = Date.now() + (o.startupTimeoutMs ?? 60_000);
+  for (let backoff = 250; ; backoff = Math.min(backoff * 2, 2000)) {
+    try {
+      return await createTopology(nc, s, o);
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === NOT_CLUSTERED) throw replicasError(nc, o.replicas, err);
+      if (!transient(err) || Date.now() + backoff > giveUpAt) {
+        throw err instanceof JetStreamApiError && err.code === NO_PEERS ? replicasError(nc, o.replicas, err) : err;
+      }
+      await sleep(backoff);
+    }
+  }
+}
+
+/** Refuses, before anything is created, replicas the connected server plainly cannot hold. */
+function checkReplicas(nc: NatsConnection, replicas: number): void {
+  if (replicas === 1) return;
+  const info = nc.info;
+  if (!info) return;
+  if (!info.cluster) throw replicasError(nc, replicas);
+  // Every server of the cluster advertises its client URL, this one included (unless the
+  // cluster is configured not to advertise; then JetStream's own refusal below says it).
+  const servers = info.connect_urls?.length ?? 0;
+  if (servers > 0 && servers < replicas) throw replicasError(nc, replicas, undefined, servers);
+}
+
+function replicasError(nc: NatsConnection, replicas: number, cause?: Error, servers?: number): ConfigError {
+  const where = nc.getServer();
+  const fix = 'Set streams.replicas to 1 for a single server, or to at most the number of servers in the cluster (3 or 5; `npx troupe nats-config --cluster 3` writes a 3-node cluster).';
+  const why = !nc.info?.cluster
+    ? `the NATS server at ${where} is not part of a cluster, so it keeps a single copy of each stream`
+    : servers !== undefined
+      ? `the NATS cluster "${nc.info.cluster}" has ${servers} server${servers === 1 ? '' : 's'}`
+      : `JetStream in cluster "${nc.info.cluster}" cannot place ${replicas} replicas (${cause?.message ?? 'no suitable peers'}): it has fewer than ${replicas} JetStream servers, or not that many are up`;
+  return new ConfigError(`streams.replicas is ${replicas}, but ${why}. ${fix}`, { cause });
+}
+
+async function createTopology(nc: NatsConnection, s: Subjects, o: TopologyOptions): Promise<Topology> {
+  const js = failoverJetStream(nc);
+  const jsm = await js.jetstreamManager();
   await upsertStream(jsm, {
     name: s.streams.tasks,
     subjects: [s.allTasks],
@@ -118,20 +218,40 @@ export async function ensureTopology(nc: NatsConnection, s: Subjects, o: Topolog
     await jsm.consumers.update(s.streams.tasks, s.hostsConsumer, { ack_wait: consumerConfig.ack_wait });
   }
   const kvm = new Kvm(js);
-  const snapshots = await kvm.create(s.buckets.snapshots, { history: 1, replicas: o.replicas });
-  const ledger = await kvm.create(s.buckets.ledger, { history: 1, replicas: o.replicas });
-  const breakers = await kvm.create(s.buckets.breakers, { history: 1, replicas: o.replicas });
-  const baselines = await kvm.create(s.buckets.baselines, { history: 1, replicas: o.replicas });
-  const auditBlobs = await kvm.create(s.buckets.auditBlobs, { history: 1, replicas: o.replicas, ttl: o.auditMaxAgeMs ?? 30 * 24 * 3600 * 1000 });
-  const due = await kvm.create(s.buckets.due, { history: 1, replicas: o.replicas });
+  const bucket = async (name: string, extra: Partial<KvOptions> = {}) => {
+    const kv = await kvm.create(name, {
+      history: 1,
+      replicas: o.replicas,
+      // Replicated buckets are read through their stream's leader, not with direct gets that any
+      // replica answers: nats-server before 2.9.17 lets a replica that has just restarted answer
+      // before it has caught up (nats-server#4162), and a stale read of a snapshot or a ledger
+      // record costs a needless conflict or, worse, a wrong verdict on a task.
+      ...(o.replicas > 1 ? { allow_direct: false } : {}),
+      ...extra,
+    });
+    await scaleStream(jsm, `KV_${name}`, o.replicas);
+    return kv;
+  };
+  const snapshots = await bucket(s.buckets.snapshots);
+  const ledger = await bucket(s.buckets.ledger);
+  const breakers = await bucket(s.buckets.breakers);
+  const baselines = await bucket(s.buckets.baselines);
+  const auditBlobs = await bucket(s.buckets.auditBlobs, { ttl: o.auditMaxAgeMs ?? 30 * 24 * 3600 * 1000 });
+  const due = await bucket(s.buckets.due);
   return { js, jsm, snapshots, ledger, breakers, baselines, auditBlobs, due };
+}
+
+/** A bucket created earlier with another replica count is scaled (`Kvm.create` leaves an existing one as it is). */
+async function scaleStream(jsm: JetStreamManager, name: string, replicas: number): Promise<void> {
+  const info = await jsm.streams.info(name);
+  if ((info.config.num_replicas || 1) !== replicas) await jsm.streams.update(name, { num_replicas: replicas });
 }
 
 async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
   try {
     await jsm.streams.add(config);
   } catch (err) {
-    if (!(err instanceof JetStreamApiError)) throw err;
+    if (!(err instanceof JetStreamApiError) || err.code === NOT_CLUSTERED || err.code === NO_PEERS) throw err;
     const { name, retention: _retention, storage: _storage, ...mutable } = config;
     await jsm.streams.update(name, mutable);
   }

@@ -114,7 +114,7 @@ const list = (items: string[], indent: string) => `[\n${items.map((i) => `${inde
  * complete: `nats-server -c <file>` needs no other flag (and must not get `-sd`, which
  * nats-server refuses next to the file's `store_dir`).
  */
-export function renderNatsConfig(c: Omit<NatsConfig, 'file' | 'url'>): string {
+export function renderNatsConfig(c: Omit<NatsConfig, 'file' | 'url'> & { serverName?: string; cluster?: ClusterSection }): string {
   const users = natsRoles.map((role) => {
     const u = c.users[role];
     const p = c.permissions[role];
@@ -132,11 +132,13 @@ export function renderNatsConfig(c: Omit<NatsConfig, 'file' | 'url'>): string {
   });
   return [
     '# Written by `troupe nats-config`. Every user may only do what its role needs.',
+    ...(c.serverName ? [`server_name: ${q(c.serverName)}`] : []),
     // -1: nats-server picks a free port and logs it.
     `listen: "127.0.0.1:${c.port > 0 ? c.port : -1}"`,
     'jetstream {',
     `  store_dir: ${q(c.storeDir)}`,
     '}',
+    ...(c.cluster ? renderCluster(c.cluster) : []),
     'authorization {',
     '  users: [',
     users.join('\n'),
@@ -146,7 +148,34 @@ export function renderNatsConfig(c: Omit<NatsConfig, 'file' | 'url'>): string {
   ].join('\n');
 }
 
-const randomPassword = () => randomBytes(18).toString('base64url');
+/** The `cluster {}` block of one node: where it listens for routes and which routes it dials. */
+export interface ClusterSection {
+  /** Cluster name, the same on every node. */
+  name: string;
+  /** Route port of this node on 127.0.0.1. */
+  port: number;
+  /** Route ports of the other nodes on 127.0.0.1. */
+  routes: number[];
+  /** The user every node authenticates its routes with. */
+  user: NatsCredentials;
+}
+
+function renderCluster(c: ClusterSection): string[] {
+  const auth = `${encodeURIComponent(c.user.user)}:${encodeURIComponent(c.user.password)}`;
+  return [
+    'cluster {',
+    `  name: ${q(c.name)}`,
+    `  listen: "127.0.0.1:${c.port}"`,
+    '  authorization {',
+    `    user: ${q(c.user.user)}`,
+    `    password: ${q(c.user.password)}`,
+    '  }',
+    `  routes: ${list(c.routes.map((p) => `nats-route://${auth}@127.0.0.1:${p}`), '  ')}`,
+    '}',
+  ];
+}
+
+export const randomPassword = () => randomBytes(18).toString('base64url');
 
 /**
  * Writes a complete nats-server configuration (JetStream in `storeDir`, loopback only) with a
@@ -157,10 +186,15 @@ const randomPassword = () => randomBytes(18).toString('base64url');
 export function writeNatsConfig(options: NatsConfigOptions): NatsConfig {
   const port = options.port ?? 4222;
   const storeDir = path.resolve(options.storeDir);
-  const role = (r: NatsRole): NatsCredentials => ({ user: options.users?.[r]?.user ?? `troupe-${r}`, password: options.users?.[r]?.password ?? randomPassword() });
-  const users = Object.fromEntries(natsRoles.map((r) => [r, role(r)])) as Record<NatsRole, NatsCredentials>;
+  const users = roleUsers(options.users);
   const permissions = rolePermissions(makeSubjects(options.prefix ?? 'troupe'));
   const file = path.resolve(options.file);
   writePrivateFile(file, renderNatsConfig({ port, storeDir, users, permissions }));
   return { file, port, storeDir, url: `nats://127.0.0.1:${port}`, users, permissions };
+}
+
+/** Each role's user: as given, else named after the role with a new random password. */
+export function roleUsers(given: NatsConfigOptions['users']): Record<NatsRole, NatsCredentials> {
+  const role = (r: NatsRole): NatsCredentials => ({ user: given?.[r]?.user ?? `troupe-${r}`, password: given?.[r]?.password ?? randomPassword() });
+  return Object.fromEntries(natsRoles.map((r) => [r, role(r)])) as Record<NatsRole, NatsCredentials>;
 }
