@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
-import { ensureError, TroupeError, toWireError } from '../common/errors.ts';
+import { ensureError, ErrorCode, TroupeError, toWireError } from '../common/errors.ts';
 import type { JsonKv } from '../runtime/json-kv.ts';
 import { RevisionConflictError } from '../runtime/json-kv.ts';
 import type { LedgerRecord } from '../runtime/wire.ts';
@@ -91,6 +91,9 @@ const taskOf = (key: string) => key.slice(0, key.indexOf('/') === -1 ? key.lengt
  *   of the task's next snapshot write that holds it.
  */
 export class EffectGateway {
+  /** Calls this process is running now, by key: a second run of one joins the first. */
+  private readonly running = new Map<string, Promise<EffectOutcome<unknown>>>();
+
   constructor(private readonly o: EffectGatewayOptions) {}
 
   /**
@@ -104,7 +107,25 @@ export class EffectGateway {
     return undefined;
   }
 
-  async run<T>(spec: EffectSpec<T>): Promise<EffectOutcome<T>> {
+  /**
+   * Runs `spec` at most once. A call with this key that this process is already running (a worker
+   * given the same call again by a host that resumed the task, a restarted actor) is not started
+   * again: this run waits for it and returns its outcome. Its own live lease could not tell the
+   * two apart, since both carry this process's name.
+   */
+  run<T>(spec: EffectSpec<T>): Promise<EffectOutcome<T>> {
+    const current = this.running.get(spec.key) as Promise<EffectOutcome<T>> | undefined;
+    if (current) return current.then((outcome) => ({ ...outcome, replayed: true }));
+    const run = this.runOnce(spec);
+    this.running.set(spec.key, run);
+    const forget = () => {
+      if (this.running.get(spec.key) === run) this.running.delete(spec.key);
+    };
+    run.then(forget, forget);
+    return run;
+  }
+
+  private async runOnce<T>(spec: EffectSpec<T>): Promise<EffectOutcome<T>> {
     const { ledger, clock } = this.o;
     await this.o.faults?.beforeEffect?.(spec.key);
     spec.signal?.throwIfAborted();
@@ -189,6 +210,21 @@ export class EffectGateway {
       const err = ensureError(caught);
       // Abandoned, not failed: recording it would make whoever resumes the task replay an abort.
       if (spec.signal?.aborted) throw err;
+      // Cut off at its time limit, a side-effecting call may have happened all the same.
+      if (spec.sideEffect && err instanceof TroupeError && err.code === ErrorCode.toolTimeout) {
+        if (spec.reconcile) {
+          const found = await spec.reconcile();
+          if (found.happened) {
+            await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result: found.result, attempt, at: clock.now() }, revision);
+            this.audited(spec, attempt, found.result);
+            this.o.logger.info({ key: spec.key, tool: spec.name }, 'a call cut off at its time limit had happened (reconciled)');
+            return { result: found.result as T, replayed: false };
+          }
+        } else if (spec.irreversible) {
+          // Its `started` record stays: a person says whether it happened (unknown outcome).
+          throw new UnknownOutcomeError(spec.key, spec.name, attempt);
+        }
+      }
       const retryable = err instanceof TroupeError ? err.retryable : false;
       await this.record(spec, { v: 1, state: 'failed', kind: spec.kind, name: spec.name, error: toWireError(err), retryable, attempt, at: clock.now() }, revision);
       this.o.audit?.record(taskOf(spec.key), { type: 'effect.failed', key: spec.key, kind: spec.kind, name: spec.name, attempt, error: toWireError(err), retryable }, `${spec.key}:failed:${attempt}`);

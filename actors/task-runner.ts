@@ -3,6 +3,7 @@ import type { TroupeConfig } from '../config/schema.ts';
 import type { ToolExecution } from './tool-effect.ts';
 import type { TaskTree } from './task-tree.ts';
 import { dueAtOf, type DueIndex } from '../runtime/due-index.ts';
+import { isNatsFailure } from '../runtime/connection.ts';
 import type { DelegationDeps } from './delegation.ts';
 import type { Inbox } from './inbox.ts';
 import type { SemanticChecks } from './semantic-checks.ts';
@@ -381,6 +382,7 @@ export class TaskRunner {
       if (err instanceof ApprovalNeededSignal) void this.park({ request: this.toolRequest(err) });
       else if (err instanceof WaitSignal) void this.park({ waiting: err.waiting });
       else if (err instanceof HandoffSignal) void this.handedOff(err);
+      else if (isNatsFailure(err)) this.letGo(err);
       else if (!(err instanceof LimitReachedSignal)) throw err;
     } finally {
       this.inFlight--;
@@ -497,6 +499,19 @@ export class TaskRunner {
       new AbortController().signal,
     );
     return turn.content.filter((b) => b.type === 'text').map((b) => (b as { text: string }).text).join('');
+  }
+
+  /**
+   * NATS failed under an effect (a ledger write timed out, the connection is gone): the effect's
+   * outcome is not known here, so the machine must not see it as the effect's failure. The task
+   * is let go without writing: its message comes back after the lease, and whoever takes it
+   * resumes from the last snapshot, the effect going through the ledger again.
+   */
+  private letGo(err: unknown): void {
+    if (this.ending) return;
+    this.log.warn({ err }, 'NATS failed under an effect; letting the task go, to be resumed from its last snapshot');
+    this.ending = true;
+    this.end('abandoned');
   }
 
   /** The task was handed over and the new task ended: this one ends with its outcome. */

@@ -1,4 +1,5 @@
 import { ErrorCode, toWireError } from '../common/errors.ts';
+import { isNatsFailure } from '../runtime/connection.ts';
 import type { DelegateInput, DelegateOutput, ToolCallIntent, ToolResultBlock, ToolsEffectInput } from '../machines/conversation.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
 import { ToolRejectedError, ToolUnavailableError } from '../sandbox/errors.ts';
@@ -108,6 +109,9 @@ export async function runToolsEffect(input: ToolsEffectInput, deps: ToolEffectDe
     } catch (err) {
       if (err instanceof UnknownOutcomeError) throw unknownOutcomeRequest(err, deps.tools.get(call.name)!, call, input.rationale, deps);
       if (err instanceof ApprovalNeededSignal || err instanceof WaitSignal || err instanceof LimitReachedSignal || err instanceof HandoffSignal || signal.aborted) throw err;
+      // NATS failed, not the call: its outcome is unknown here (a charge may have happened before
+      // its record could be written). The task is let go and resumes through the ledger.
+      if (isNatsFailure(err)) throw err;
       const wire = toWireError(err);
       const status = err instanceof ToolRejectedError ? 'rejected' : wire.code === ErrorCode.toolUnavailable ? 'unavailable' : 'failed';
       deps.onResult({ key: call.key, tool: call.name, status, ...(err instanceof ToolRejectedError ? { gate: err.gate } : {}), error: wire, latencyMs: deps.now() - started, replayed: false });

@@ -14,12 +14,18 @@ import { connectNats, type NatsConnection } from '../runtime/connection.ts';
 const env = process.env;
 
 /** The configuration every chaos process runs with. */
+/**
+ * The chaos hosts' `host.maxTaskBytes`: the echo agent's state holds its input about three times,
+ * so the fuzz's largest valid tasks must stay well under the server's 1 MiB max_payload.
+ */
+export const CHAOS_MAX_TASK_BYTES = 128 * 1024;
+
 export function chaosConfig(): TroupeConfig {
   const replicas = Number(env.REPLICAS ?? 3);
   return compileConfig({
     prefix: env.PREFIX ?? 'chaos',
     streams: { replicas: replicas as 1 | 3 | 5 },
-    host: { leaseMs: Number(env.LEASE_MS ?? 4000), concurrency: 500, drainTimeoutMs: 8000, maxDeliver: Number(env.MAX_DELIVER ?? 20) },
+    host: { leaseMs: Number(env.LEASE_MS ?? 4000), concurrency: 500, drainTimeoutMs: 8000, maxDeliver: Number(env.MAX_DELIVER ?? 20), maxTaskBytes: CHAOS_MAX_TASK_BYTES },
     tools: { workerConcurrency: 64, warmPoolSize: 4 },
     ...(env.METRICS === '1' ? { metrics: { port: 0 } } : {}),
   });

@@ -51,7 +51,7 @@ export function formatReport(r: ChaosReport): string {
     ...fuzzLines(r.fuzz),
     '==============================',
     '',
-    `verdict: ${r.ok ? 'PASS' : 'FAIL'} — lost ${r.lost.length}, duplicate side effects ${r.duplicates.length}, every task finished or failed with a typed outcome: ${r.lost.length === 0 && !r.failed.unknown ? 'yes' : 'no'}${r.failed.internal ? ` (${r.failed.internal} failed with code internal: a known defect, see above)` : ''}`,
+    `verdict: ${r.ok ? 'PASS' : 'FAIL'} — lost ${r.lost.length}, duplicate side effects ${r.duplicates.length}, every task finished or failed with a typed outcome: ${r.lost.length === 0 && !r.failed.unknown ? 'yes' : 'no'}${r.failed.internal ? ` (${r.failed.internal} failed with code internal: look at their errors above)` : ''}`,
     `logs, journal and NATS stores: ${r.dir}`,
     '',
   ];
@@ -61,26 +61,16 @@ export function formatReport(r: ChaosReport): string {
 /** Who ran a duplicated charge; the same worker twice points at a second dispatch of a call it was still running. */
 function duplicateLine(executors: string[]): string {
   const same = executors.length > 1 && executors.every((e) => e === executors[0]);
-  return same ? `both by ${executors[0]} — a second dispatch of a call that worker was still running (see "Known defects" in the README)` : executors.join(', ');
+  return same ? `both by ${executors[0]} — a second dispatch of a call that worker was still running` : executors.join(', ');
 }
 
 function fuzzLines(f: ChaosReport['fuzz']): string[] {
   switch (f.status) {
     case 'skipped':
       return ['  skipped (--no-fuzz)'];
-    case 'absent':
-      return [`  not run: ${f.message}`];
     case 'failed':
       return [`  the fuzzer failed after ${n(f.ms)} ms:`, ...f.error.split('\n').slice(0, 8).map((l) => `    ${l}`)];
-    case 'ran': {
-      const result = f.result as { summary?: unknown; lines?: unknown } | undefined;
-      const body =
-        typeof result?.summary === 'string'
-          ? result.summary.split('\n')
-          : Array.isArray(result?.lines)
-            ? result.lines.map(String)
-            : JSON.stringify(f.result, null, 2).split('\n');
-      return [`  ran ${f.exportName}() in ${n(f.ms)} ms`, ...body.map((l) => `  ${l}`)];
-    }
+    case 'ran':
+      return f.summary.split('\n').map((l) => `  ${l}`);
   }
 }

@@ -4,7 +4,7 @@
  *   --tasks N       tasks to submit (default 300)
  *   --submit-s S    seconds over which they are submitted and faults injected (default 150)
  *   --seed N        replay the random choices of an earlier run
- *   --no-fuzz       skip the fuzz slot (chaos/fuzz.ts)
+ *   --no-fuzz       skip the intake fuzz (chaos/fuzz.ts)
  *   --json FILE     also write the report as JSON
  * Exits 0 when nothing was lost and no side effect happened twice, 1 otherwise.
  */

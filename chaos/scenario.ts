@@ -42,7 +42,7 @@ export interface ChaosOptions {
   faults?: Partial<Record<FaultKind, number>>;
   /** Longest wait, after the last submission and fault, for every task to end. @default 120000 */
   settleMs?: number;
-  /** Run the fuzz slot (`chaos/fuzz.ts`, if present). @default true */
+  /** Run the intake fuzz after the faults (`chaos/fuzz.ts`). @default true */
   fuzz?: boolean;
   /** Seed of the random choices (targets, timings). @default a random one */
   seed?: number;
@@ -237,11 +237,13 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
 
     let fuzz: ChaosReport['fuzz'] = { status: 'skipped' };
     if (o.fuzz) {
-      say('fuzz slot: chaos/fuzz.ts');
-      const abort = new AbortController();
-      const timer = setTimeout(() => abort.abort(new Error('chaos run time is up')), 120_000);
-      fuzz = await runFuzzSlot({ servers: cluster.urls, user, password, prefix, agent: { name: 'chaos', exampleInput: { journal: path.join(dir, 'fuzz-journal.txt'), charges: 1, delayMs: 10 } satisfies ChaosInput }, signal: abort.signal });
-      clearTimeout(timer);
+      say('intake fuzz: 1,000 hostile and valid task messages (chaos/fuzz.ts)');
+      const pidsBefore = hosts.map((h) => h.pid);
+      const health = () => {
+        const changed = hosts.filter((h, i) => !h.alive || h.pid !== pidsBefore[i]).map((h) => h.name);
+        return changed.length ? `host process ${changed.join(', ')} exited or was restarted during the fuzz` : undefined;
+      };
+      fuzz = await runFuzzSlot({ servers: cluster.urls, user, password, prefix, health });
     }
 
     const events = await readEvents(js, s);
@@ -343,6 +345,7 @@ function summarize(r: {
   };
   // `internal` is a code of the error vocabulary, so a typed outcome; the report singles it out.
   const typed = Object.keys(failed).every((code) => code !== 'unknown');
-  report.ok = lost.length === 0 && report.duplicates.length === 0 && missingEffects.length === 0 && typed && unannounced === 0;
+  const fuzzOk = r.fuzz.status === 'skipped' || (r.fuzz.status === 'ran' && r.fuzz.report.ok);
+  report.ok = lost.length === 0 && report.duplicates.length === 0 && missingEffects.length === 0 && typed && unannounced === 0 && fuzzOk;
   return report;
 }

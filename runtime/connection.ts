@@ -203,4 +203,28 @@ export function watchConnection(nc: NatsConnection, logger: Logger): ConnectionW
   return watch;
 }
 
+/** Errors the NATS client raises when the server or the connection fails a request. */
+const NATS_FAILURES = new Set([
+  'TimeoutError',
+  'RequestError',
+  'NoRespondersError',
+  'ConnectionError',
+  'ClosedConnectionError',
+  'DrainingConnectionError',
+  'ProtocolError',
+  'JetStreamError',
+  'JetStreamApiError',
+  'JetStreamNotEnabled',
+  'JetStreamStatusError',
+]);
+
+/**
+ * Whether `err` is NATS failing (a timeout, a lost connection, JetStream refusing or unable to
+ * answer) rather than the work itself: a task that meets one is let go and resumed from what is
+ * durable, never failed with it, and a tool call's outcome is not reported from it.
+ */
+export function isNatsFailure(err: unknown): boolean {
+  return err instanceof Error && NATS_FAILURES.has(err.name);
+}
+
 export type { NatsConnection };

@@ -10,8 +10,7 @@ import pino from 'pino';
 import { Host } from '../../actors/host.ts';
 import { compileConfig } from '../../config/load.ts';
 import { connectNats } from '../../runtime/connection.ts';
-import { scriptedModel } from '../helpers/scripted-model.ts';
-import { echoAgent, echoed } from './fuzz-agent.ts';
+import { echoAgent, echoModel } from '../../chaos/echo-agent.ts';
 
 const env = process.env;
 const nc = await connectNats({ servers: [env.NATS_URL!], name: 'fuzz-host' });
@@ -19,7 +18,7 @@ const host = new Host({
   nc,
   config: compileConfig({ prefix: env.PREFIX ?? 'troupe', host: { maxTaskBytes: Number(env.MAX_TASK_BYTES ?? 256 * 1024) } }),
   agents: [echoAgent],
-  model: scriptedModel((request) => [{ type: 'text', text: echoed(String(request.messages[0]!.content)) }]),
+  model: echoModel,
   logger: pino({ level: env.TEST_LOG_LEVEL ?? 'silent' }),
 });
 await host.start();

@@ -11,7 +11,7 @@ import { FUZZ_CATEGORIES, formatFuzzReport, fuzzCases, runFuzz, type FuzzCase } 
 import { startChildHost, type ChildHost } from '../helpers/child-host.ts';
 import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
-import { fuzzEcho } from './fuzz-agent.ts';
+import { fuzzEcho } from '../../chaos/echo-agent.ts';
 
 /**
  * Below the default 256 KiB on purpose: the echo agent's snapshot holds its input three times

@@ -15,7 +15,7 @@ import { startNats, type NatsTestContext } from '../helpers/nats.ts';
 import { scriptedModel } from '../helpers/scripted-model.ts';
 import { until } from '../helpers/until.ts';
 import { eventsUntilEnd } from '../helpers/watch.ts';
-import { echoAgent, echoed } from './fuzz-agent.ts';
+import { echoAgent, echoed } from '../../chaos/echo-agent.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

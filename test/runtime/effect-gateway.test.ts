@@ -107,6 +107,35 @@ describe('the effect gateway', () => {
     expect(s.runs).toBe(0);
   });
 
+  it('treats an irreversible call cut off at its time limit as of unknown outcome, not as failed', async () => {
+    const timedOut = () => {
+      throw new RetryableError(ErrorCode.toolTimeout, 'tool "t" did not finish within 100 ms');
+    };
+    // Without reconcile: a person must say whether it happened; the started record stays.
+    await expect(gateway().run(spec('g/0/t1', { irreversible: true, execute: async () => timedOut() }))).rejects.toBeInstanceOf(UnknownOutcomeError);
+    expect((await ledger.get('g/0/t1'))!.value).toMatchObject({ state: 'started', attempt: 1 });
+    // With reconcile: the outside system says it happened, and that is the call's result.
+    const reconciled = spec('g/0/t2', { irreversible: true, execute: async () => timedOut(), reconcile: async () => ({ happened: true, result: 'charged' }) });
+    expect(await gateway().run(reconciled)).toEqual({ result: 'charged', replayed: false });
+    expect((await ledger.get('g/0/t2'))!.value).toMatchObject({ state: 'succeeded', result: 'charged' });
+    // A reversible call without reconcile stays a retryable failure (running it again is harmless).
+    await expect(gateway().run(spec('g/0/t3', { execute: async () => timedOut() }))).rejects.toMatchObject({ code: 'tool_timeout' });
+    expect((await ledger.get('g/0/t3'))!.value).toMatchObject({ state: 'failed', retryable: true });
+  });
+
+  it('runs a call that this process is already running once, however often it is asked', async () => {
+    let release!: () => void;
+    const s = spec('g/0/j1', { execute: async () => (await new Promise<void>((r) => (release = r)), `ran ${++s.runs}`) });
+    const g = gateway();
+    const first = g.run(s);
+    await new Promise((r) => setTimeout(r, 100));
+    const second = g.run(s);
+    release();
+    expect(await first).toEqual({ result: 'ran 1', replayed: false });
+    expect(await second).toEqual({ result: 'ran 1', replayed: true });
+    expect(s.runs).toBe(1);
+  });
+
   it('records a pure call (a model call) without a started record', async () => {
     const s = spec('g/0/0', { kind: 'model', sideEffect: false });
     await gateway().run(s);

@@ -1,10 +1,11 @@
 /**
  * The agent the intake fuzz sends its valid tasks to, and what the fuzz needs to know of it: any
- * text is a valid input, and the task ends with that text echoed.
+ * text is a valid input, and the task ends with that text echoed (by {@link echoModel}).
  */
 import { z } from 'zod';
-import { defineAgent } from '../../actors/agent.ts';
-import type { FuzzAgent } from '../../chaos/fuzz.ts';
+import { defineAgent } from '../actors/agent.ts';
+import type { ModelCallRequest, ModelCallResult, ModelClient } from '../actors/model/model-client.ts';
+import type { FuzzAgent } from './fuzz.ts';
 
 export const echoAgent = defineAgent({
   name: 'echo',
@@ -16,6 +17,22 @@ export const echoAgent = defineAgent({
 
 /** What the scripted model answers to a prompt. */
 export const echoed = (text: string): string => `echo: ${text}`;
+
+/** The echo agent's model, in the host process: answers `echo: <prompt>` at once. */
+export const echoModel: ModelClient = {
+  async call(request: ModelCallRequest): Promise<ModelCallResult> {
+    return {
+      content: [{ type: 'text', text: echoed(String(request.messages[0]!.content)) }],
+      stopReason: 'end_turn',
+      model: 'echo',
+      role: request.role,
+      usage: { inputTokens: 10, outputTokens: 5, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 },
+      costUsd: 0,
+      latencyMs: 0,
+      attempts: 1,
+    };
+  },
+};
 
 export const fuzzEcho: FuzzAgent = {
   name: 'echo',

@@ -19,9 +19,8 @@ import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 import { startWorker, type TestWorker } from '../helpers/worker.ts';
 
 /**
- * Defects the chaos run found in code this branch does not own, reproduced in miniature. Each is
- * `it.fails`: it passes while the defect is there, and fails (so it must become a plain `it`) the
- * day the defect is fixed.
+ * Defects the chaos run found, reproduced in miniature, and fixed: each test failed while its
+ * defect was there.
  */
 
 const dir = mkdtempSync(path.join(tmpdir(), 'troupe-defects-'));
@@ -40,14 +39,15 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('known defects', () => {
-  // actors/effect-gateway.ts, EffectGateway.run: a `started` record with a live lease is waited
-  // out only when another owner holds it (`record.owner !== this.o.owner`). A worker that gets
+describe('defects the chaos run found', () => {
+  // actors/effect-gateway.ts, EffectGateway.run: a `started` record with a live lease was waited
+  // out only when another owner held it (`record.owner !== this.o.owner`). A worker that got
   // the same call a second time while it is still running it (the host that dispatched it died,
   // and the host that resumed the task dispatched it again) owns that lease itself, so it takes
   // the first attempt for a vanished one, asks `reconcile` (which cannot see the charge yet) and
   // runs the call a second time. In the chaos run: two charges under one key, both by one worker.
-  it.fails('a worker given a call it is already running runs it once', async () => {
+  // Now a second run of a key this process is running joins the first.
+  it('a worker given a call it is already running runs it once', async () => {
     const dispatch = (n: number) =>
       nats.nc.request(subjects(prefix).tool('chaos_charge'), JSON.stringify({ v: 1, key: 'dup-1/0/1', taskId: 'dup-1', tool: 'chaos_charge', args: { journal, amount: 1, delayMs: 3000 } }), { timeout: 20_000 }).then(() => n);
     const first = dispatch(1);
@@ -64,7 +64,8 @@ describe('known defects', () => {
   // is failed with `{code: "internal", message: "timeout"}` instead of being let go and resumed
   // from its snapshot, where the call's intent is durable and its key replays it. In the chaos
   // run: tasks failed with code internal around the NATS node restart.
-  it.fails('a task whose model call cannot be recorded while NATS is unreachable is resumed, not failed', async () => {
+  // Now a NATS failure under an effect lets the task go, to be resumed from its snapshot.
+  it('a task whose model call cannot be recorded while NATS is unreachable is resumed, not failed', async () => {
     const [port] = (await freePorts(1)) as [number];
     const storeDir = path.join(dir, 'down');
     let server = await startEmbeddedServer({ storeDir, port });
