@@ -1,81 +1,29 @@
-import { createServer, request, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+/**
+ * The eval harness's model tap (`cli/eval/model-tap.ts`: a pass-through proxy in front of the
+ * simulator that keeps every Messages API request body), with what the tool tests ask of it: the
+ * requests of one conversation, and the tool results of one request.
+ */
+import { blocksOf, resultText, startModelTap as startTap, type ModelTap as Tap, type TappedBlock, type TappedRequest } from '../../cli/eval/model-tap.ts';
 
-/** One `POST /v1/messages` body as the SDK sent it (the fields the tool tests read). */
-export interface TappedRequest {
-  system?: unknown;
-  messages: Array<{ role: string; content: string | Array<{ type: string; text?: string; tool_use_id?: string; content?: unknown; is_error?: boolean; name?: string; input?: unknown }> }>;
-}
+export { resultText, type TappedRequest };
 
-/** A pass-through HTTP proxy in front of the simulator that keeps every request body. */
-export interface ModelTap {
-  url: string;
-  requests: TappedRequest[];
+export interface ModelTap extends Tap {
   /** The requests of the conversation whose first user message is exactly `text`, in order. */
   conversation(text: string): TappedRequest[];
-  close(): Promise<void>;
 }
 
-/**
- * Starts a proxy that forwards every request to `target` unchanged (streaming responses
- * included) and records the JSON bodies of `/v1/messages` requests: what the model really
- * received, to assert on tool results the runtime sent it.
- */
+/** Starts the tap in front of `target` (the simulator's URL). */
 export async function startModelTap(target: string): Promise<ModelTap> {
-  const upstream = new URL(target);
-  const requests: TappedRequest[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      if (req.url?.startsWith('/v1/messages')) {
-        try {
-          requests.push(JSON.parse(body.toString('utf8')) as TappedRequest);
-        } catch {
-          // not JSON: the simulator answers it with a 400; nothing to record
-        }
-      }
-      const headers: IncomingHttpHeaders = { ...req.headers, host: upstream.host };
-      const out = request({ hostname: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers }, (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      });
-      out.on('error', () => res.destroy());
-      res.on('close', () => out.destroy());
-      out.end(body);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
+  const tap = await startTap(target);
   const firstUser = (r: TappedRequest): string | undefined => {
     const first = r.messages[0];
-    if (!first) return undefined;
-    if (typeof first.content === 'string') return first.content;
-    return first.content.find((b) => b.type === 'text')?.text;
+    return first ? blocksOf(first).find((b) => b.type === 'text')?.text : undefined;
   };
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    conversation: (text) => requests.filter((r) => firstUser(r) === text),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return Object.assign(tap, { conversation: (text: string) => tap.requests.filter((r) => firstUser(r) === text) });
 }
 
 /** The tool results of a request's last (user) message. */
-export function toolResultsOf(r: TappedRequest): Array<{ tool_use_id?: string; content?: unknown; is_error?: boolean }> {
+export function toolResultsOf(r: TappedRequest): TappedBlock[] {
   const last = r.messages.at(-1);
-  if (!last || typeof last.content === 'string') return [];
-  return last.content.filter((b) => b.type === 'tool_result');
-}
-
-/** A tool result's text (the API allows a string or text blocks). */
-export function resultText(block: { content?: unknown }): string {
-  if (typeof block.content === 'string') return block.content;
-  if (Array.isArray(block.content)) return block.content.map((b: { text?: string }) => b.text ?? '').join('');
-  return '';
+  return last ? blocksOf(last).filter((b) => b.type === 'tool_result') : [];
 }
