@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { natsConfigCommand } from '../../cli/commands/nats-config.ts';
+import { runNatsConfig } from '../helpers/nats-config.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../config/errors.ts';
 import { connectNats } from '../../runtime/connection.ts';
 import { freePorts, startEmbeddedCluster, type EmbeddedCluster } from '../../runtime/embedded-cluster.ts';
@@ -33,18 +33,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function cli(values: Record<string, string | undefined>): Promise<{ code: number; out: string }> {
-  let out = '';
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  try {
-    return { code: await natsConfigCommand.run({ values, positionals: [] }), out };
-  } finally {
-    write.mockRestore();
-  }
-}
+const cli = runNatsConfig;
 
 const hostsOf = (c: EmbeddedCluster) => ({ user: c.users.hosts.user, password: c.users.hosts.password });
 

@@ -2,25 +2,14 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
-import { natsConfigCommand } from '../../cli/commands/nats-config.ts';
+import { runNatsConfig } from '../helpers/nats-config.ts';
+import { afterAll, describe, expect, it } from 'vitest';
 
 /** `troupe nats-config`: the file nats-server accepts, and the environment of each role. */
 const dir = mkdtempSync(path.join(tmpdir(), 'troupe-natsconf-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function run(values: Record<string, string | undefined>): Promise<{ code: number; out: string }> {
-  let out = '';
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    out += String(chunk);
-    return true;
-  });
-  try {
-    return { code: await natsConfigCommand.run({ values, positionals: [] }), out };
-  } finally {
-    write.mockRestore();
-  }
-}
+const run = runNatsConfig;
 
 describe('troupe nats-config', () => {
   it('writes a configuration nats-server accepts and prints each role its credentials', async () => {
