@@ -96,6 +96,9 @@ export class ToolWorker {
         for await (const m of sub) this.track(this.answer(m));
       })();
     }
+    // Started means callable: the server has the subscriptions before this resolves, so a call
+    // dispatched right after meets this worker instead of "no responders".
+    await nc.flush();
     this.log.info({ tools: this.toolNames }, 'worker started');
   }
 

@@ -52,7 +52,10 @@ describe('defects the chaos run found', () => {
       nats.nc.request(subjects(prefix).tool('chaos_charge'), JSON.stringify({ v: 1, key: 'dup-1/0/1', taskId: 'dup-1', tool: 'chaos_charge', args: { journal, amount: 1, delayMs: 3000 } }), { timeout: 20_000 }).then(() => n);
     const first = dispatch(1);
     // The first is recorded `started` and its charge is under way when the second arrives.
-    while (!journalLines(`${journal}.starts`).length) await new Promise((r) => setTimeout(r, 20));
+    for (const until = Date.now() + 15_000; !journalLines(`${journal}.starts`).length; ) {
+      if (Date.now() > until) throw new Error('the first dispatch never started its charge');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     await Promise.all([first, dispatch(2)]);
     expect(journalLines(journal).filter((l) => l.startsWith('dup-1/0/1 '))).toHaveLength(1);
   }, 30_000);
