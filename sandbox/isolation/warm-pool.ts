@@ -153,14 +153,16 @@ export function createSandboxPool<J, R>(options: SandboxPoolOptions<J, R>): Sand
       warmHits += 1;
     }
     const running = sandbox.start(stdin, { settleOn, ...(runOptions.signal ? { signal: runOptions.signal } : {}) });
-    // Spawning forks this process; do it after the job is on its way.
-    setImmediate(fill);
     let result;
     try {
       result = await running;
     } catch (e: unknown) {
       if (killedByClose.has(sandbox) && !runOptions.signal?.aborted) throw new SandboxPoolClosedError();
       throw e;
+    } finally {
+      // The replacement is spawned once the job is done: starting a sandboxed Node (fork, exec,
+      // loading the module) while the job runs competes with it for the CPU and doubled its time.
+      setImmediate(fill);
     }
     // A job that finished just before close() keeps its result; one that close() killed does not.
     if (killedByClose.has(sandbox) && result.signal !== null) throw new SandboxPoolClosedError();

@@ -250,12 +250,13 @@ export function createThreadRunner(options: ThreadRunnerOptions = {}): ThreadToo
       warmHits += 1;
     }
     const running = slot.start({ input, key: context.key, taskId: context.taskId }, context.signal);
-    // Starting a worker costs this thread a few milliseconds; do it once the call is on its way.
-    setImmediate(() => fill(target));
     try {
       return await running;
     } finally {
       live.delete(slot);
+      // The replacement starts once the call is done: a new worker (tsx, the tool's module) loading
+      // while the call runs competes with it for the CPU.
+      setImmediate(() => fill(target));
     }
   };
 
