@@ -188,8 +188,7 @@ export class EffectGateway {
     if (spec.reconcile) {
       const found = await spec.reconcile();
       if (found.happened) {
-        await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result: found.result, attempt: 0, at: this.o.clock.now() }, revision);
-        this.audited(spec, 0, found.result);
+        await this.recordReconciled(spec, found.result, 0, revision);
         this.o.logger.info({ key: spec.key, tool: spec.name }, 'unknown outcome reconciled: the call had happened');
         return { result: found.result, replayed: true };
       }
@@ -215,8 +214,7 @@ export class EffectGateway {
         if (spec.reconcile) {
           const found = await spec.reconcile();
           if (found.happened) {
-            await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result: found.result, attempt, at: clock.now() }, revision);
-            this.audited(spec, attempt, found.result);
+            await this.recordReconciled(spec, found.result, attempt, revision);
             this.o.logger.info({ key: spec.key, tool: spec.name }, 'a call cut off at its time limit had happened (reconciled)');
             return { result: found.result as T, replayed: false };
           }
@@ -233,6 +231,12 @@ export class EffectGateway {
     await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result, attempt, at: clock.now() }, revision);
     this.audited(spec, attempt, result);
     return { result, replayed: false };
+  }
+
+  /** Records and audits a success the tool's `reconcile` found in the outside world. */
+  private async recordReconciled<T>(spec: EffectSpec<T>, result: T, attempt: number, revision: number | undefined): Promise<void> {
+    await this.record(spec, { v: 1, state: 'succeeded', kind: spec.kind, name: spec.name, result, attempt, at: this.o.clock.now() }, revision);
+    this.audited(spec, attempt, result);
   }
 
   /** Audits a recorded success with its payload (attempt 0: found by `reconcile`). */

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
+import { isOverMaxPayload } from '../runtime/connection.ts';
 import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
 import type { SnapshotEnvelope } from '../runtime/wire.ts';
 
@@ -167,9 +168,4 @@ export class SnapshotWriter {
     this.waiters = this.waiters.filter((w) => w.seq > seq);
     for (const w of ready) w.resolve();
   }
-}
-
-/** nats.js refuses a publish over the server's max_payload before sending it. */
-function isOverMaxPayload(err: unknown): boolean {
-  return err instanceof Error && err.name === 'InvalidArgumentError' && err.message.includes('max_payload');
 }

@@ -101,7 +101,6 @@ export class TaskRunner {
   private supervisor!: TaskSupervisor;
   private writer!: SnapshotWriter;
   private lastAgent: unknown;
-  private lastSupervisor: unknown;
   private lastState = '';
   /** The agent's persisted snapshot once the actor stopped: nothing after it is written. */
   private frozen: unknown;
@@ -314,7 +313,6 @@ export class TaskRunner {
 
   private attachWriter(revision: number): void {
     this.lastAgent = this.actor.getSnapshot();
-    this.lastSupervisor = this.supervisor.actor.getSnapshot();
     this.writer = new SnapshotWriter({
       store: this.deps.store,
       taskId: this.taskId,
@@ -611,7 +609,6 @@ export class TaskRunner {
     if (last.supervisor) this.supervisor = TaskSupervisor.restore(last.supervisor, this.deps.inspect);
     this.actor = createActor(this.providedMachine(), { snapshot: last.snapshot as Snapshot<unknown>, ...this.inspection() });
     this.lastAgent = this.actor.getSnapshot();
-    this.lastSupervisor = this.supervisor.actor.getSnapshot();
     this.writer.resume();
     this.watch();
     this.armDeadline();
@@ -674,16 +671,14 @@ export class TaskRunner {
   }
 
   /**
-   * Asks for a write (at the end of this turn of the event loop) if the agent's or the
-   * supervisor's snapshot changed since the last look, or if `force`d (the runner's own state
-   * changed: parked, ended).
+   * Asks for a write (at the end of this turn of the event loop) if the agent's snapshot changed
+   * since the last look, or if `force`d (the runner's own state changed: parked, ended). The
+   * supervisor's changes move the version themselves (see `watch`).
    */
   private markDirty(force = false): void {
     const agent = this.frozen ?? this.actor.getSnapshot();
-    const supervisor = this.supervisor.actor.getSnapshot();
-    if (!force && agent === this.lastAgent && supervisor === this.lastSupervisor) return;
+    if (!force && agent === this.lastAgent) return;
     this.lastAgent = agent;
-    this.lastSupervisor = supervisor;
     this.version++;
     this.writer.request();
   }

@@ -22,6 +22,8 @@ export interface FuzzContext {
   count?: number;
   /** A description of what is wrong with the hosts (one exited or restarted), or undefined. */
   health: () => string | undefined;
+  /** Where the fuzz's progress lines go (its seed first). */
+  log: (line: string) => void;
 }
 
 /** What became of the fuzz. */
@@ -32,8 +34,7 @@ export async function runFuzzSlot(ctx: FuzzContext): Promise<FuzzOutcome> {
   const started = performance.now();
   const nc = await connectNats({ servers: ctx.servers, name: 'chaos-fuzz', user: ctx.user, password: ctx.password });
   try {
-    const lines: string[] = [];
-    const report = await runFuzz({ nc, agent: fuzzEcho, prefix: ctx.prefix, count: ctx.count ?? 1000, maxTaskBytes: CHAOS_MAX_TASK_BYTES, health: ctx.health, log: (line) => lines.push(line) });
+    const report = await runFuzz({ nc, agent: fuzzEcho, prefix: ctx.prefix, count: ctx.count ?? 1000, maxTaskBytes: CHAOS_MAX_TASK_BYTES, health: ctx.health, log: ctx.log });
     return { status: 'ran', ms: Math.round(performance.now() - started), report, summary: formatFuzzReport(report) };
   } catch (err) {
     return { status: 'failed', ms: Math.round(performance.now() - started), error: (err as Error).stack ?? String(err) };

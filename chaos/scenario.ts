@@ -243,7 +243,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         const changed = hosts.filter((h, i) => !h.alive || h.pid !== pidsBefore[i]).map((h) => h.name);
         return changed.length ? `host process ${changed.join(', ')} exited or was restarted during the fuzz` : undefined;
       };
-      fuzz = await runFuzzSlot({ servers: cluster.urls, user, password, prefix, health });
+      fuzz = await runFuzzSlot({ servers: cluster.urls, user, password, prefix, health, log: say });
     }
 
     const events = await readEvents(js, s);

@@ -227,4 +227,9 @@ export function isNatsFailure(err: unknown): boolean {
   return err instanceof Error && NATS_FAILURES.has(err.name);
 }
 
+/** Whether nats.js refused a publish as larger than the server's max_payload (before sending it). */
+export function isOverMaxPayload(err: unknown): boolean {
+  return err instanceof Error && err.name === 'InvalidArgumentError' && err.message.includes('max_payload');
+}
+
 export type { NatsConnection };
