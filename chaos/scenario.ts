@@ -1,12 +1,11 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { jetstream } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import { ensureError } from '../common/errors.ts';
 import { connectNats } from '../runtime/connection.ts';
 import { startEmbeddedCluster } from '../runtime/embedded-cluster.ts';
 import { subjects as makeSubjects } from '../runtime/subjects.ts';
-import { ensureTopology } from '../runtime/topology.ts';
+import { ensureTopology, whileJetStreamRecovers } from '../runtime/topology.ts';
 import type { ChaosInput } from './agent.ts';
 import { readEnds, readEvents, readJournal, readLogs, type EffectFacts, type EventFacts, type LogFacts, type TaskEnd } from './collect.ts';
 import { inject, type FaultKind, type FaultRecord } from './faults.ts';
@@ -98,6 +97,20 @@ export interface ChaosReport {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * How long the runner's own reads keep trying while JetStream recovers from a fault: a node
+ * restarted moments ago, its streams still electing leaders (4 to 9 s on nats-server 2.9).
+ */
+const RECOVERY_MS = 30_000;
+
+/** Rethrows a failure of one of the runner's own NATS calls with the call's name (nats.js's stack does not say). */
+const failed =
+  (what: string) =>
+  (err: unknown): never => {
+    const e = ensureError(err);
+    throw new Error(`chaos runner: ${what} failed: ${e.name}: ${e.message}`, { cause: err });
+  };
+
 /** A small seeded PRNG (mulberry32), so a run's choices can be replayed with its seed. */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -155,10 +168,12 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
   let started = Date.now();
   const now = () => Date.now() - started;
   try {
-    await ensureTopology(nc, s, { replicas: o.replicas, eventsMaxAgeMs: 24 * 3600_000, rejectedMaxAgeMs: 24 * 3600_000, duplicateWindowMs: 600_000, leaseMs: o.leaseMs });
+    // The runner reads and publishes through the same failover-aware client and buckets as troupe's processes.
+    const { js, snapshots } = await ensureTopology(nc, s, { replicas: o.replicas, eventsMaxAgeMs: 24 * 3600_000, rejectedMaxAgeMs: 24 * 3600_000, duplicateWindowMs: 600_000, leaseMs: o.leaseMs }).catch(
+      failed('creating the streams and buckets'),
+    );
     say(`starting ${o.hosts} hosts and ${o.workers} workers`);
     await Promise.all([...hosts, ...workers].map((p) => p.start()));
-    const js = jetstream(nc, { timeout: 5000 });
     started = Date.now();
 
     // The fault plan, in a shuffled order; fault k is injected once the k-th share of the tasks
@@ -224,11 +239,11 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     await Promise.all([submitting, injecting]);
     say(`${acked.size} tasks submitted, ${faults.length} faults injected; waiting for every task to end`);
 
-    const kv = await new Kvm(js).open(s.buckets.snapshots);
     const settleUntil = Date.now() + o.settleMs;
     let ends = new Map<string, TaskEnd>();
     for (;;) {
-      ends = await readEnds(kv, acked.keys()).catch(() => ends);
+      // A read that fails (a node just restarted) is simply made again next round.
+      ends = await readEnds(snapshots, acked.keys()).catch(() => ends);
       const open = [...acked.keys()].filter((id) => !['done', 'failed'].includes(ends.get(id)?.status ?? 'missing'));
       if (open.length === 0 || Date.now() > settleUntil) break;
       await sleep(1000);
@@ -246,7 +261,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       fuzz = await runFuzzSlot({ servers: cluster.urls, user, password, prefix, health, log: say });
     }
 
-    const events = await readEvents(js, s);
+    // The last fault may have ended moments ago: the events stream may still be electing its leader.
+    const events = await whileJetStreamRecovers(() => readEvents(js, s), RECOVERY_MS).catch(failed(`reading the ${s.streams.events} stream`));
     const effects = readJournal(journal);
     return summarize({ o, dir, ms, startedAt: started, acked, republished, ends, events, effects, faults, fuzz, hosts, workers });
   } finally {

@@ -100,6 +100,26 @@ function transient(err: unknown): boolean {
 }
 
 /**
+ * Runs `call`, and runs it again with backoff (250 ms doubling to 2 s) while it fails because
+ * JetStream cannot answer yet (no answer, no leader, a node down), for up to `timeoutMs`; any
+ * other failure, and the last transient one, is thrown as it came. A longer request timeout is
+ * no substitute: a request that reaches a stream while it has no leader is never answered, even
+ * when the leader is elected a moment later, so only asking again rides out the election. For
+ * calls that are safe to repeat (reads, idempotent set-up), never for a publish.
+ */
+export async function whileJetStreamRecovers<T>(call: () => Promise<T>, timeoutMs: number): Promise<T> {
+  const giveUpAt = Date.now() + timeoutMs;
+  for (let backoff = 250; ; backoff = Math.min(backoff * 2, 2000)) {
+    try {
+      return await call();
+    } catch (err) {
+      if (!transient(err) || Date.now() + backoff > giveUpAt) throw err;
+      await sleep(backoff);
+    }
+  }
+}
+
+/**
  * Creates (and brings up to date) the streams, buckets and the hosts' consumer, each with
  * `replicas` replicas (an existing one is scaled to it). Safe to call from every process at
  * start-up, concurrently. While JetStream cannot answer yet (a cluster electing leaders, a node
@@ -110,17 +130,12 @@ function transient(err: unknown): boolean {
  */
 export async function ensureTopology(nc: NatsConnection, s: Subjects, o: TopologyOptions): Promise<Topology> {
   checkReplicas(nc, o.replicas);
-  const giveUpAt = Date.now() + (o.startupTimeoutMs ?? 60_000);
-  for (let backoff = 250; ; backoff = Math.min(backoff * 2, 2000)) {
-    try {
-      return await createTopology(nc, s, o);
-    } catch (err) {
-      if (err instanceof JetStreamApiError && err.code === NOT_CLUSTERED) throw replicasError(nc, o.replicas, err);
-      if (!transient(err) || Date.now() + backoff > giveUpAt) {
-        throw err instanceof JetStreamApiError && err.code === NO_PEERS ? replicasError(nc, o.replicas, err) : err;
-      }
-      await sleep(backoff);
-    }
+  try {
+    return await whileJetStreamRecovers(() => createTopology(nc, s, o), o.startupTimeoutMs ?? 60_000);
+  } catch (err) {
+    // NOT_CLUSTERED ends the tries at once; NO_PEERS only once they are used up (a node may be starting).
+    if (err instanceof JetStreamApiError && (err.code === NOT_CLUSTERED || err.code === NO_PEERS)) throw replicasError(nc, o.replicas, err);
+    throw err;
   }
 }
 
