@@ -1,4 +1,4 @@
-import { errors, type NatsConnection } from '@nats-io/nats-core';
+import { Empty, errors, type NatsConnection } from '@nats-io/nats-core';
 import {
   AckPolicy,
   DiscardPolicy,
@@ -12,6 +12,7 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvOptions } from '@nats-io/kv';
 import { ConfigError } from '../config/errors.ts';
+import { PublishAcks } from './publish-acks.ts';
 import type { Subjects } from './subjects.ts';
 
 /** Stream and bucket settings (the `streams` and `host` sections of the config). */
@@ -67,11 +68,15 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * {@link JETSTREAM_TIMEOUT_MS}, and a publish that finds no stream to take it ("no responders":
  * the stream has no leader right now, nothing received the message) is sent again with backoff
  * within that time. A publish that timed out is not repeated here: it may have been stored.
+ * Publishes are acknowledged on one shared subscription ({@link PublishAcks}), not as a request each.
  */
 export function failoverJetStream(nc: NatsConnection): JetStreamClient {
   const js = jetstream(nc, { timeout: JETSTREAM_TIMEOUT_MS });
+  const acks = new PublishAcks(nc, js, JETSTREAM_TIMEOUT_MS);
   const publish = js.publish.bind(js);
   js.publish = async (subject, payload, options) => {
+    const fast = acks.publish(subject, payload ?? Empty, options);
+    if (fast) return fast;
     const giveUpAt = Date.now() + (options?.timeout ?? JETSTREAM_TIMEOUT_MS);
     for (let backoff = 100; ; backoff = Math.min(backoff * 2, 1000)) {
       try {
