@@ -355,7 +355,7 @@ export class TaskRunner {
   private providedMachine(): AnyStateMachine {
     const effects = {
       model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, (fresh) => this.effects.model(input, signal, fresh))),
-      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, (fresh) => this.effects.tools(input, signal, fresh))),
+      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, (fresh) => this.effects.tools(input, signal, fresh), { intentFirst: !this.readsInProcess(input) })),
       delegate: fromPromise<DelegateOutput, DelegateInput>(({ input, signal }) => this.effect(signal, () => this.effects.delegate(input))),
       wait: fromPromise<WaitOutput, WaitInput>(({ input, signal }) => this.effect(signal, () => this.effects.wait(input))),
     };
@@ -363,14 +363,15 @@ export class TaskRunner {
   }
 
   /**
-   * Every effect: wait until its intent is durable; while draining, never start. `run` is told
-   * whether the effect is fresh: started by a transition of this runner, not restored in flight
-   * from a snapshot (whose effects a previous runner may have run).
+   * Every effect: wait until its intent is durable (unless `intentFirst` is false: see
+   * {@link readsInProcess}); while draining, never start. `run` is told whether the effect is
+   * fresh: started by a transition of this runner, not restored in flight from a snapshot (whose
+   * effects a previous runner may have run).
    */
-  private async effect<T>(signal: AbortSignal, run: (fresh: boolean) => Promise<T>): Promise<T> {
+  private async effect<T>(signal: AbortSignal, run: (fresh: boolean) => Promise<T>, { intentFirst = true } = {}): Promise<T> {
     // XState starts a restored snapshot's in-flight effects inside `actor.start()`.
     const fresh = !this.restoring;
-    await this.checkpoint();
+    if (intentFirst) await this.checkpoint();
     // The intent is durable; whoever resumes the task runs it.
     if (this.draining || this.ending) return never(signal);
     this.inFlight++;
@@ -389,6 +390,22 @@ export class TaskRunner {
     // Refused (a limit, or a call waiting for an approver) and no longer in flight: the runner
     // stops or parks the task; the effect never resolves.
     return never(signal);
+  }
+
+  /**
+   * Whether a round of tool calls only reads, in this process: every call names a read-only tool
+   * that runs `inline`. Such a round starts without a snapshot write of its own. Nothing leaves the
+   * process (invariant 1 is about what does), and if the process dies before the next write, the
+   * task resumes at the model turn that asked for the calls (replayed from the ledger, not paid
+   * again) and reads again. The write before the next model call carries the results and that
+   * call's intent: one write per step instead of two. Anything else (a side effect, a worker, a
+   * delegation, an unknown tool) is written first.
+   */
+  private readsInProcess(input: ToolsEffectInput): boolean {
+    return input.calls.every((call) => {
+      const tool = this.agent.tools.get(call.name);
+      return tool !== undefined && tool.isolation === 'inline' && !tool.sideEffect && tool.delegation === undefined;
+    });
   }
 
   /**

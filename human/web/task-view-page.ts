@@ -162,6 +162,9 @@ export const TASK_VIEW_JS = String.raw`'use strict';
   // ---- /tasks/<taskId> ----
   function taskPage() {
     var current = null;
+    // The state of the task's last state event: every state change is one, in order, so the
+    // highlight follows even a state the task passes without a snapshot write of its own.
+    var eventState = null;
     var chartFor = null;
     var loading = null;
     var count = 0;
@@ -190,8 +193,9 @@ export const TASK_VIEW_JS = String.raw`'use strict';
     function highlight() {
       document.querySelectorAll('.state.active, .state.current').forEach(function (n) { n.classList.remove('active', 'current'); });
       document.querySelectorAll('.tag.here').forEach(function (n) { n.remove(); });
-      if (!current || !current.state) return;
-      current.state.split(',').forEach(function (value) {
+      var state = eventState || (current && current.state);
+      if (!current || !state) return;
+      state.split(',').forEach(function (value) {
         var parts = value.split('.');
         for (var i = 1; i <= parts.length; i++) {
           var path = parts.slice(0, i).join('.');
@@ -259,7 +263,7 @@ export const TASK_VIEW_JS = String.raw`'use strict';
       renderSummary();
       $('chart').replaceChildren(el('p', { class: 'hint', text: 'The statechart appears when the task starts.' }));
     });
-    source.addEventListener('reset', function () { $('timeline').replaceChildren(); count = 0; $('timeline-count').textContent = ''; });
+    source.addEventListener('reset', function () { $('timeline').replaceChildren(); count = 0; eventState = null; $('timeline-count').textContent = ''; });
     source.addEventListener('timeline', function (e) {
       var entry = JSON.parse(e.data);
       var at = new Date(entry.at);
@@ -267,6 +271,7 @@ export const TASK_VIEW_JS = String.raw`'use strict';
       var stick = ol.scrollTop + ol.clientHeight >= ol.scrollHeight - 4;
       ol.append(el('li', { class: 'ev-' + entry.type, 'data-type': entry.type }, el('time', { datetime: at.toISOString(), text: at.toLocaleTimeString('en-GB') + '.' + String(at.getMilliseconds()).padStart(3, '0') }), entry.line));
       if (stick) ol.scrollTop = ol.scrollHeight;
+      if (entry.state) { eventState = entry.state; highlight(); }
       count++;
       $('timeline-count').textContent = '(' + count + ' events)';
     });

@@ -219,7 +219,10 @@ export async function startTaskView(options: TaskViewOptions & { logger?: Logger
   };
   const timelineEntry = (e: TaskEvent) => {
     const line = format(e);
-    return line === undefined ? undefined : { type: e.type, at: e.at, line };
+    if (line === undefined) return undefined;
+    // State changes move the page's highlight: a state the task passes through without a snapshot
+    // write of its own (a round of read-only tool calls) is still shown.
+    return { type: e.type, at: e.at, line, ...(e.type === 'state' ? { state: e.state } : {}) };
   };
 
   const openStream = (req: IncomingMessage, res: ServerResponse, set: Set<ServerResponse>, onClose: () => void = () => {}) => {

@@ -75,6 +75,32 @@ describe('a host killed with SIGKILL around a side effect', () => {
     });
   }
 
+  it('resumes a task killed during a read-only tool call that started without a write of its own, without asking the model again', async () => {
+    // A round of read-only inline calls is not checkpointed first (one write per step): the
+    // task resumes at the model turn that asked for it, which the ledger replays, and reads again.
+    const dir = tempDir('troupe-read-');
+    const reads = path.join(dir, 'reads.txt');
+    const modelCalls = path.join(dir, 'model-calls.txt');
+    const taskId = 'crash-read';
+    const files = { SIDE_EFFECT_FILE: path.join(dir, 'journal.txt'), READS_FILE: reads, MODEL_CALLS_FILE: modelCalls };
+    const first = host({ ...files, PAUSE_AT: 'duringRead' });
+    await first.waitForMark('ready');
+    await submit(nats.nc, nats.js, 'reader', { taskId, input: {} }, opts());
+    expect(await first.waitForMark('duringRead')).toBe(`${taskId}/0/1`);
+    await first.kill('SIGKILL');
+
+    const second = host(files);
+    await second.waitForMark('ready');
+    const events = await eventsUntilEnd(nats.js, taskId, { timeoutMs: 25_000, ...opts() });
+    expect(events.at(-1)).toMatchObject({ type: 'done', output: 'read it' });
+    expect(events.some((e) => e.type === 'resumed')).toBe(true);
+    // The first model turn was paid once, and replayed from the ledger on the second host.
+    expect(linesOf(modelCalls)).toEqual(['turn 0', 'turn 1']);
+    // The read ran again: harmless for a read, and the price of not writing before it.
+    expect(linesOf(reads)).toEqual([`${taskId}/0/1`, `${taskId}/0/1`]);
+    await second.kill('SIGTERM');
+  });
+
   it('fails a task that kills its host on every delivery once host.maxDeliver is reached, instead of restarting forever', async () => {
     const file = path.join(tempDir('troupe-effect-'), 'journal.txt');
     const taskId = 'crash-loop';

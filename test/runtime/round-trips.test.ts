@@ -1,3 +1,6 @@
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/nats-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineAgent } from '../../actors/agent.ts';
@@ -15,10 +18,14 @@ import { eventsUntilEnd } from '../helpers/watch.ts';
  */
 const STEPS = 6;
 const echo = defineTool({ name: 'echo', description: 'echoes', input: z.object({ n: z.number() }), output: z.object({ n: z.number() }), run: async ({ n }) => ({ n }) });
+// The same call, but a side effect (reversible): its intent must be written before it runs.
+const note = defineTool({ name: 'note', description: 'notes', reversibility: 'reversible', input: z.object({ n: z.number() }), output: z.object({ n: z.number() }), run: async ({ n }) => ({ n }) });
 const agent = defineAgent({ name: 'counted', description: 'a tool loop', input: z.object({}), system: 's', tools: [echo], limits: { steps: STEPS + 2 }, prompt: () => 'go' });
+const writer = defineAgent({ name: 'writer', description: 'a tool loop with side effects', input: z.object({}), system: 's', tools: [note], limits: { steps: STEPS + 2 }, approvals: { autoApprove: ['note'] }, prompt: () => 'go' });
 const model = scriptedModel((request) => {
   const turn = turnOf(request);
-  return turn < STEPS - 1 ? [{ type: 'tool_use', id: `tu${turn}`, name: 'echo', input: { n: turn } }] : [{ type: 'text', text: 'done' }];
+  const tool = request.tools?.some((t) => t.name === 'note') ? 'note' : 'echo';
+  return turn < STEPS - 1 ? [{ type: 'tool_use', id: `tu${turn}`, name: tool, input: { n: turn } }] : [{ type: 'text', text: 'done' }];
 });
 
 describe('round trips per step', () => {
@@ -30,9 +37,13 @@ describe('round trips per step', () => {
     await nats?.close();
   });
 
-  it('writes the snapshot once per effect and reads no ledger record for effects it starts itself', async () => {
-    const host = await startHost(nats.url, [agent], model, { prefix: 'rt' });
-    const s = makeSubjects('rt');
+  let nc: NatsConnection | undefined;
+
+  /** Runs one task of `agentName` on a fresh host and counts what its connection sent. */
+  async function count(agentName: string, prefix: string, faults?: NonNullable<Parameters<typeof startHost>[4]>['faults']): Promise<Map<string, number>> {
+    const host = await startHost(nats.url, [agent, writer], model, { prefix }, faults ? { faults } : {});
+    nc = host.nc;
+    const s = makeSubjects(prefix);
     const counted = new Map<string, number>();
     const original = host.nc.publish.bind(host.nc);
     host.nc.publish = ((subject: string, ...rest: Parameters<typeof original> extends [string, ...infer R] ? R : never) => {
@@ -41,18 +52,43 @@ describe('round trips per step', () => {
       return original(subject, ...rest);
     }) as typeof host.nc.publish;
     try {
-      await nats.js.publish(s.task('counted'), JSON.stringify({ taskId: 'rt-1', input: {} }), { msgID: 'rt-1' });
-      const events = await eventsUntilEnd(nats.js, 'rt-1', { prefix: 'rt' });
+      await nats.js.publish(s.task(agentName), JSON.stringify({ taskId: `${prefix}-1`, input: {} }), { msgID: `${prefix}-1` });
+      const events = await eventsUntilEnd(nats.js, `${prefix}-1`, { prefix });
       expect(events.at(-1)?.type).toBe('done');
-      // A model call and a tool call per step (the last step has no tool call), each behind one
-      // snapshot write, plus the task's creation, its outcome, and a claim of the message.
-      const effects = STEPS + (STEPS - 1);
-      expect(counted.get('snapshot write') ?? 0).toBeLessThanOrEqual(effects + 2);
-      expect(counted.get('ledger write') ?? 0).toBe(effects);
-      expect(counted.get('ledger read') ?? 0).toBe(0);
+      return counted;
     } finally {
       host.nc.publish = original;
       await host.stop();
     }
+  }
+
+  it('writes the snapshot once per step when the tools only read, and reads no ledger record for effects it starts itself', async () => {
+    const counted = await count('counted', 'rt');
+    // The intent of each model call is written before it; a round of read-only inline calls
+    // needs no write of its own (its results ride on the write before the next model call).
+    // Plus the task's creation, its outcome, and a claim of the message.
+    expect(counted.get('snapshot write') ?? 0).toBeLessThanOrEqual(STEPS + 2);
+    expect(counted.get('ledger write') ?? 0).toBe(STEPS + (STEPS - 1));
+    expect(counted.get('ledger read') ?? 0).toBe(0);
+  });
+
+  it('writes the intent of every side-effecting call before it runs', async () => {
+    // What the snapshot bucket holds as each tool call starts, read on the host's own connection
+    // (so behind any write the host sent before it).
+    const atStart: string[] = [];
+    const beforeEffect = async (key: string) => {
+      if (key.endsWith('/0')) return;
+      const kv = await new Kvm(jetstream(nc!)).open(makeSubjects('rw').buckets.snapshots);
+      const saved = JSON.parse((await kv.get('rw-1'))!.string()) as { state: string; step: number };
+      atStart.push(`${key} ${saved.state} ${saved.step}`);
+    };
+    const counted = await count('writer', 'rw', { beforeEffect });
+    expect(atStart).toEqual(Array.from({ length: STEPS - 1 }, (_, i) => `rw-1/${i}/1 acting ${i}`));
+    const effects = STEPS + (STEPS - 1);
+    expect(counted.get('snapshot write') ?? 0).toBeGreaterThanOrEqual(effects);
+    expect(counted.get('snapshot write') ?? 0).toBeLessThanOrEqual(effects + 2);
+    // A side-effecting call claims its key (`started`) and then records its outcome.
+    expect(counted.get('ledger write') ?? 0).toBe(STEPS + 2 * (STEPS - 1));
+    expect(counted.get('ledger read') ?? 0).toBe(0);
   });
 });

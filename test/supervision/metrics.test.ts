@@ -49,7 +49,8 @@ describe('GET /metrics', () => {
       expect(value(after, 'troupe_tool_calls_total{agent="metered",tool="look",status="rejected"}')).toBe(1);
       expect(value(after, 'troupe_tool_calls_total{agent="metered",tool="look",status="succeeded"}')).toBe(1);
       expect(value(after, 'troupe_gate_rejections_total{agent="metered",gate="schema"}')).toBe(1);
-      expect(value(after, 'troupe_snapshot_write_seconds{stat="count"}')).toBeGreaterThan(3);
+      // At least one before each model call (the read-only tool calls need none of their own).
+      expect(value(after, 'troupe_snapshot_write_seconds{stat="count"}')).toBeGreaterThanOrEqual(3);
       expect(after).toContain('# TYPE troupe_tasks_running gauge');
       expect((await fetch(host.metricsUrl!.replace('/metrics', '/other'))).status).toBe(404);
     } finally {
