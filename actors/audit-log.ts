@@ -34,12 +34,15 @@ export class AuditLog {
 
   /**
    * A payload for a record: inline if small, else stored once (redacted) by content hash. The
-   * blob is sent before the record that references it, on the same connection.
+   * blob is sent before the record that references it, on the same connection. Pass it to
+   * {@link record} at once: an inline payload is the value itself, redacted as part of the record.
    */
   payload(value: unknown): AuditPayload {
-    const json = redactText(JSON.stringify(value) ?? 'null', this.o.redaction).text;
+    const raw = JSON.stringify(value) ?? 'null';
+    // Inline, it is redacted with the whole record when the record is written (see `record`).
+    if (Buffer.byteLength(raw) <= INLINE_PAYLOAD_BYTES) return { inline: value === undefined ? null : value };
+    const json = redactText(raw, this.o.redaction).text;
     const bytes = Buffer.byteLength(json);
-    if (bytes <= INLINE_PAYLOAD_BYTES) return { inline: JSON.parse(json) as unknown };
     const hash = createHash('sha256').update(json).digest('hex');
     // Refused when already stored: content-addressed, so the same bytes.
     this.o.blobs.create(hash, encoder.encode(json)).catch(() => {});

@@ -52,7 +52,10 @@ export async function loopHost(nc: NatsConnection, prefix: string) {
   let waiting: { left: number; resolve: () => void } | undefined;
   const sub = nc.subscribe(s.allEvents, {
     callback: (_err, m) => {
-      const e = JSON.parse(new TextDecoder().decode(m.data)) as { type: string; taskId: string; at: number };
+      // Only model and end events matter here; the driver shares the host's CPU, so it parses nothing else.
+      const text = m.string();
+      if (!text.startsWith('{"type":"model"') && !text.startsWith('{"type":"done"') && !text.startsWith('{"type":"failed"')) return;
+      const e = JSON.parse(text) as { type: string; taskId: string; at: number };
       if (e.type === 'model') {
         const prev = lastModelAt.get(e.taskId);
         if (prev !== undefined) stepLatencies.push(e.at - prev);
