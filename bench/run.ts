@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
+import { connect } from '@nats-io/transport-node';
 import { connectNats } from '../runtime/connection.ts';
 import { startEmbeddedServer } from '../runtime/embedded-server.ts';
 import { createToolRunner } from '../sandbox/runners/index.ts';
@@ -30,16 +31,18 @@ const want = (section: string) => only.length === 0 || only.includes(section);
 const dir = mkdtempSync(path.join(tmpdir(), 'troupe-bench-'));
 const server = await startEmbeddedServer({ storeDir: path.join(dir, 'nats') });
 const nc = await connectNats({ servers: [server.url], name: 'troupe-bench' });
+// The floor is bare nats.js: none of troupe's connection handling (held publishes, coalesced writes).
+const raw = await connect({ servers: [server.url], name: 'troupe-bench-floor', noAsyncTraces: true });
 process.stdout.write(`troupe bench — Node ${process.version}, ${cpus().length} CPUs (load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}), nats-server ${nc.info?.version ?? '?'} at ${server.url} (${natsDurability(nc.info?.version ?? '?').detail})\n`);
 
 try {
   let loopFigures: LoopFigures | undefined;
   if (want('loop')) {
     const floorCpu = process.cpuUsage();
-    const floor1 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 1)) / 1000);
+    const floor1 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(raw, 1, SEQ_TASKS * LOOP_STEPS, 1)) / 1000);
     const floorCpuUsed = process.cpuUsage(floorCpu);
     const floorCpuMs = (floorCpuUsed.user + floorCpuUsed.system) / 1000 / (SEQ_TASKS * LOOP_STEPS);
-    const floor3 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(nc, 1, SEQ_TASKS * LOOP_STEPS, 3)) / 1000);
+    const floor3 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(raw, 1, SEQ_TASKS * LOOP_STEPS, 3)) / 1000);
     const seq = await troupeSequential(nc);
     table(
       `10-step tool loop, one task at a time (${SEQ_TASKS} tasks; each step: model call, tool call, durable checkpoints)`,
@@ -55,7 +58,7 @@ try {
     const rows: string[][] = [];
     const concurrent = new Map<number, number>();
     for (const tasks of CONCURRENT) {
-      const floor = (tasks * LOOP_STEPS) / ((await kvFloor(nc, tasks, LOOP_STEPS, 1)) / 1000);
+      const floor = (tasks * LOOP_STEPS) / ((await kvFloor(raw, tasks, LOOP_STEPS, 1)) / 1000);
       const agg = await troupeConcurrent(nc, tasks);
       concurrent.set(tasks, agg);
       rows.push([`${tasks} tasks at once`, fmt(floor), fmt(agg), `${fmt((agg / floor) * 100)}%`]);
@@ -122,6 +125,7 @@ try {
   }
 
 } finally {
+  await raw.close();
   await nc.close();
   await server.close();
   rmSync(dir, { recursive: true, force: true });

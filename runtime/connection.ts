@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import type { Socket } from 'node:net';
 import { credsAuthenticator, errors, type NatsConnection, type Payload } from '@nats-io/nats-core';
 import { connect } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -49,38 +48,27 @@ export async function connectNats(options: ConnectOptions): Promise<NatsConnecti
  * writes its buffer at the end of each microtask batch, so a step's dozen publishes, made across
  * several microtasks of the same turn (a write's acknowledgement resolves a promise that
  * publishes events, which resolves another...), cost a dozen socket writes: system calls and
- * Node's stream machinery, a quarter of a host's CPU in the loop benchmark. The socket is corked
- * at the first write of a turn and uncorked when the turn ends (`setImmediate`), which sends it
- * all in one `writev`. Nothing waits longer than the turn it was published in, and closing the
- * connection first writes what is corked.
+ * Node's stream machinery, a quarter of a host's CPU in the loop benchmark. Here the buffer is
+ * written when the turn ends (`setImmediate`), in one write. Nothing waits longer than the turn
+ * it was published in, and closing the connection first writes what is buffered.
  */
 function coalesceWrites(nc: NatsConnection): void {
-  const protocol = (nc as unknown as { protocol?: { flushPending?: () => void; close?: (err?: Error) => Promise<void>; transport?: { socket?: Socket } } }).protocol;
+  const protocol = (nc as unknown as { protocol?: { flushPending?: () => void; close?: (err?: Error) => Promise<void> } }).protocol;
   const flushPending = protocol?.flushPending?.bind(protocol);
   const close = protocol?.close?.bind(protocol);
   if (!protocol || !flushPending || !close) return;
-  let corked: Socket | undefined;
-  let closing = false;
-  const uncork = () => {
-    const socket = corked;
-    corked = undefined;
-    socket?.uncork();
-  };
-  protocol.flushPending = () => {
-    const socket = protocol.transport?.socket;
-    if (!closing && socket && socket !== corked && !socket.destroyed) {
-      uncork();
-      corked = socket;
-      socket.cork();
-      setImmediate(() => {
-        if (corked === socket) uncork();
-      });
-    }
+  let scheduled: NodeJS.Immediate | undefined;
+  const flushNow = () => {
+    if (scheduled) clearImmediate(scheduled);
+    scheduled = undefined;
     flushPending();
   };
+  protocol.flushPending = () => {
+    scheduled ??= setImmediate(flushNow);
+  };
   protocol.close = (err?: Error) => {
-    closing = true;
-    uncork();
+    flushNow();
+    protocol.flushPending = flushPending;
     return close(err);
   };
 }
