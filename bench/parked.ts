@@ -16,7 +16,7 @@ export async function parkedTasks(nc: NatsConnection, count: number, wakeSample:
   const prefix = `bpark${count}`;
   const s = makeSubjects(prefix);
   const key = createUser();
-  const host = new Host({ nc, config: compileConfig({ prefix, host: { concurrency: 2000 }, approvers: [{ name: 'bench', publicKey: key.getPublicKey() }] }), agents: [parkingAgent], model: instantModel, logger: pino({ level: 'silent' }) });
+  const host = new Host({ nc, config: compileConfig({ prefix, approvers: [{ name: 'bench', publicKey: key.getPublicKey() }] }), agents: [parkingAgent], model: instantModel, logger: pino({ level: 'silent' }) });
   await host.start();
   const js = jetstream(nc);
   const requests = new Map<string, string>();
