@@ -217,7 +217,7 @@ export class TaskRunner {
     };
     const runner = new TaskRunner(agent, deps, base, hold);
     runner.supervisor = TaskSupervisor.create(task.limits, now, deps.inspect);
-    runner.actor = createActor(runner.providedMachine(), { input: task.machineInput, ...runner.inspection() });
+    runner.actor = runner.createAgentActor({ input: task.machineInput });
     runner.base = runner.build();
     const revision = await deps.store.create(task.taskId, runner.base);
     runner.attachWriter(revision);
@@ -245,7 +245,7 @@ export class TaskRunner {
     runner.supervisor = env.supervisor
       ? TaskSupervisor.restore(env.supervisor, deps.inspect)
       : TaskSupervisor.create({ ...fallbackLimits, wallClockMs: env.deadlineAt === null ? fallbackLimits.wallClockMs : env.deadlineAt - env.createdAt }, env.createdAt, deps.inspect);
-    runner.actor = createActor(runner.providedMachine(), { snapshot: env.snapshot as Snapshot<unknown>, ...runner.inspection() });
+    runner.actor = runner.createAgentActor({ snapshot: env.snapshot as Snapshot<unknown> });
     runner.lastState = env.state;
     const revision = await deps.store.update(runner.taskId, claimed, stored.revision);
     runner.attachWriter(revision);
@@ -348,18 +348,54 @@ export class TaskRunner {
     this.supervisor.actor.subscribe(() => void this.version++);
   }
 
+  /** Each agent's machine with troupe's effects, built once per agent (see {@link machineOf}). */
+  private static readonly machines = new WeakMap<Agent, AnyStateMachine>();
+  /** The runner of each agent actor's system: how a shared machine's effect finds its task. */
+  private static readonly runners = new WeakMap<object, TaskRunner>();
+
   /**
-   * The agent's machine with its effects bound to this task. `agentLoop` is the built-in agent
-   * loop with the same effects, for workflows that hand an ambiguous step to an open-ended loop.
+   * The agent's machine with its effects bound: built once per agent and shared by its tasks, so
+   * XState's caches of the machine's transitions stay warm and a task's start does not rebuild
+   * the machine. An effect finds its task's runner through the actor system it runs in, which
+   * `agentLoop` (the built-in agent loop, for workflows that hand an ambiguous step to an
+   * open-ended loop) shares with the task's actor.
    */
-  private providedMachine(): AnyStateMachine {
-    const effects = {
-      model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal }) => this.effect(signal, (fresh) => this.effects.model(input, signal, fresh))),
-      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal }) => this.effect(signal, (fresh) => this.effects.tools(input, signal, fresh), { intentFirst: !this.readsInProcess(input) })),
-      delegate: fromPromise<DelegateOutput, DelegateInput>(({ input, signal }) => this.effect(signal, () => this.effects.delegate(input))),
-      wait: fromPromise<WaitOutput, WaitInput>(({ input, signal }) => this.effect(signal, () => this.effects.wait(input))),
+  private static machineOf(agent: Agent): AnyStateMachine {
+    let machine = TaskRunner.machines.get(agent);
+    if (machine) return machine;
+    const runnerOf = (system: unknown): TaskRunner => {
+      const runner = TaskRunner.runners.get(system as object);
+      if (!runner) throw new Error(`an effect of agent ${agent.name} ran outside a task runner`);
+      return runner;
     };
-    return this.agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
+    const effects = {
+      model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal, system }) => {
+        const runner = runnerOf(system);
+        return runner.effect(signal, (fresh) => runner.effects.model(input, signal, fresh));
+      }),
+      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal, system }) => {
+        const runner = runnerOf(system);
+        return runner.effect(signal, (fresh) => runner.effects.tools(input, signal, fresh), { intentFirst: !runner.readsInProcess(input) });
+      }),
+      delegate: fromPromise<DelegateOutput, DelegateInput>(({ input, signal, system }) => {
+        const runner = runnerOf(system);
+        return runner.effect(signal, () => runner.effects.delegate(input));
+      }),
+      wait: fromPromise<WaitOutput, WaitInput>(({ input, signal, system }) => {
+        const runner = runnerOf(system);
+        return runner.effect(signal, () => runner.effects.wait(input));
+      }),
+    };
+    machine = agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
+    TaskRunner.machines.set(agent, machine);
+    return machine;
+  }
+
+  /** The task's agent actor (not started), from its input or a snapshot, with its effects bound to this runner. */
+  private createAgentActor(from: { input: unknown } | { snapshot: Snapshot<unknown> }): AnyActor {
+    const actor = createActor(TaskRunner.machineOf(this.agent), { ...from, ...this.inspection() } as never) as AnyActor;
+    TaskRunner.runners.set(actor.system, this);
+    return actor;
   }
 
   /**
@@ -624,7 +660,7 @@ export class TaskRunner {
     if (this.ending) return;
     const last = this.writer.written;
     if (last.supervisor) this.supervisor = TaskSupervisor.restore(last.supervisor, this.deps.inspect);
-    this.actor = createActor(this.providedMachine(), { snapshot: last.snapshot as Snapshot<unknown>, ...this.inspection() });
+    this.actor = this.createAgentActor({ snapshot: last.snapshot as Snapshot<unknown> });
     this.lastAgent = this.actor.getSnapshot();
     this.writer.resume();
     this.watch();
