@@ -148,9 +148,8 @@ export class EffectGateway {
           await clock.sleep(Math.min(1000, record.leaseUntil - clock.now() + 10));
           continue;
         }
-        const verdict = await this.settleUnknown(spec, existing!.revision, record.attempt);
-        if (verdict === 'retry') continue;
-        if (verdict) return verdict as EffectOutcome<T>;
+        const reconciled = await this.settleUnknown(spec, existing!.revision, record.attempt);
+        if (reconciled) return reconciled;
       }
 
       let revision: number;
@@ -177,10 +176,10 @@ export class EffectGateway {
   }
 
   /**
-   * A previous runner started this call and vanished. Returns the reconciled outcome, `'retry'`
-   * to run it again (after the ledger says so), or throws if it must not be repeated.
+   * A previous runner started this call and vanished. Returns the outcome `reconcile` found,
+   * `undefined` to run the call again, or throws if it must not be repeated.
    */
-  private async settleUnknown<T>(spec: EffectSpec<T>, revision: number, attempt: number): Promise<EffectOutcome<T> | 'retry' | undefined> {
+  private async settleUnknown<T>(spec: EffectSpec<T>, revision: number, attempt: number): Promise<EffectOutcome<T> | undefined> {
     if (spec.rerunAttempt === attempt) {
       this.o.logger.info({ key: spec.key, tool: spec.name, attempt }, 'unknown outcome settled by a person: it did not happen; running it again');
       return undefined;
