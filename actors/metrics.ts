@@ -11,7 +11,9 @@ class Counter {
     readonly help: string,
   ) {}
   inc(labels: Labels, by = 1): void {
-    const key = JSON.stringify(labels);
+    // A family's series always name their labels in the same order; their values identify them.
+    let key = '';
+    for (const k in labels) key += `${labels[k]}\u0000`;
     const entry = this.values.get(key) ?? { labels, value: 0 };
     entry.value += by;
     this.values.set(key, entry);

@@ -94,8 +94,10 @@ export class PublishAcks {
     }
     this.pending.delete(token);
     try {
-      const ack = (this.js as unknown as { parseJsResponse(m: Msg): PubAck }).parseJsResponse(msg);
-      if (ack.stream === '') throw new JetStreamError('invalid ack response');
+      const parsed = JSON.parse(msg.string()) as PubAck & { error?: unknown };
+      // An error answer raises what nats.js raises for it (the API error with its code).
+      const ack = parsed.error === undefined ? parsed : (this.js as unknown as { parseJsResponse(m: Msg): PubAck }).parseJsResponse(msg);
+      if (!ack.stream) throw new JetStreamError('invalid ack response');
       ack.duplicate = ack.duplicate ?? false;
       p.resolve(ack);
     } catch (err) {
