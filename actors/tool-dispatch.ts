@@ -1,6 +1,7 @@
 import { RequestError, TimeoutError, type NatsConnection } from '@nats-io/nats-core';
 import type { Clock } from '../common/clock.ts';
 import { ErrorCode, RetryableError, TroupeError, type WireError } from '../common/errors.ts';
+import { onReconnect } from '../runtime/connection.ts';
 import type { Subjects } from '../runtime/subjects.ts';
 import { toolReplySchema, type ToolDispatch } from '../runtime/wire.ts';
 import type { Tool } from '../sandbox/tool.ts';
@@ -41,6 +42,9 @@ export interface DispatchOptions {
   backoffMs?: number;
 }
 
+/** Dispatches of one call made again because the host's connection came back, at most. */
+const MAX_REDISPATCHES = 10;
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -59,10 +63,21 @@ export async function dispatchTool(tool: Tool<any, any>, call: Omit<ToolDispatch
   // A worker may first wait out a vanished runner's lease (time limit + 5 s), then run the call.
   const timeout = tool.timeoutMs * 2 + 6_000;
   let why = '';
+  let redispatches = 0;
   for (let dispatch = 1; dispatch <= max; dispatch++) {
     signal.throwIfAborted();
+    // A reply sent while this host's connection was down is lost for good: when the connection is
+    // back, the call is dispatched again at once (the worker's ledger makes that safe) instead of
+    // waiting out the timeout. It does not count as a dispatch nobody answered.
+    let stopWatching = () => {};
+    const lost = new Promise<'lost'>((resolve) => (stopWatching = onReconnect(o.nc, () => resolve('lost'))));
     try {
-      const answer = await abortable(o.nc.request(o.subjects.tool(tool.name), body, { timeout }), signal);
+      const answer = await abortable(Promise.race([o.nc.request(o.subjects.tool(tool.name), body, { timeout }), lost]), signal);
+      if (answer === 'lost') {
+        if (redispatches++ < MAX_REDISPATCHES) dispatch--;
+        why = 'the connection to NATS was lost while waiting for the reply';
+        continue;
+      }
       const reply = toolReplySchema.parse(JSON.parse(decoder.decode(answer.data)));
       if (reply.ok) return { result: reply.result, replayed: reply.replayed };
       if (reply.error.code === ErrorCode.unknownOutcome) throw new UnknownOutcomeError(call.key, tool.name, reply.attempt ?? 0);
@@ -73,6 +88,8 @@ export async function dispatchTool(tool: Tool<any, any>, call: Omit<ToolDispatch
       else if (err instanceof TimeoutError || (err instanceof RequestError && err.cause instanceof TimeoutError)) why = `no answer within ${timeout} ms`;
       else if (err instanceof RemoteToolError && err.wire.code === ErrorCode.toolUnavailable) why = err.message;
       else throw err;
+    } finally {
+      stopWatching();
     }
     if (dispatch < max) await o.clock.sleep(backoff * 2 ** (dispatch - 1));
   }

@@ -98,6 +98,8 @@ export function holdWhileDisconnected(nc: NatsConnection): void {
   const isDown = () => !nc.isClosed() && (typeof protocol?.connected === 'boolean' ? !protocol.connected : down);
   let held: Array<() => void> = [];
   let heldBytes = 0;
+  const listeners = new Set<() => void>();
+  reconnectListeners.set(nc, listeners);
   /** Requests waiting for the connection: told `true` when it is back, `false` if it closed. */
   const waiters = new Set<(back: boolean) => void>();
   const back = () => {
@@ -113,6 +115,7 @@ export function holdWhileDisconnected(nc: NatsConnection): void {
       }
     }
     for (const wake of [...waiters]) wake(true);
+    for (const listener of [...listeners]) listener();
   };
   void (async () => {
     for await (const s of nc.status()) {
@@ -157,6 +160,21 @@ export function holdWhileDisconnected(nc: NatsConnection): void {
     if (!reconnected) throw nc.isClosed() ? new errors.ClosedConnectionError() : new errors.TimeoutError();
     return request(subject, payload, { ...opts, timeout: Math.max(1, timeout - (Date.now() - started)) });
   };
+}
+
+const reconnectListeners = new WeakMap<NatsConnection, Set<() => void>>();
+
+/**
+ * Calls `listener` each time `nc` (a connection made by {@link connectNats}) is back after being
+ * lost, once its subscriptions are in place again, until the returned function is called. What was
+ * sent to this connection while it was down, replies included, is gone: a caller waiting for one
+ * can ask again at once instead of waiting out its timeout.
+ */
+export function onReconnect(nc: NatsConnection, listener: () => void): () => void {
+  const listeners = reconnectListeners.get(nc);
+  if (!listeners) return () => {};
+  listeners.add(listener);
+  return () => void listeners.delete(listener);
 }
 
 /** What a {@link watchConnection} has seen of a connection so far. */
