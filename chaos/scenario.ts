@@ -102,6 +102,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * restarted moments ago, its streams still electing leaders (4 to 9 s on nats-server 2.9).
  */
 const RECOVERY_MS = 30_000;
+/** How long an end saved in KV may wait to be announced on the events stream (a publish rides out a leader election for up to 10 s). */
+const ANNOUNCE_MS = 15_000;
 
 /** Rethrows a failure of one of the runner's own NATS calls with the call's name (nats.js's stack does not say). */
 const failed =
@@ -262,7 +264,15 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     }
 
     // The last fault may have ended moments ago: the events stream may still be electing its leader.
-    const events = await whileJetStreamRecovers(() => readEvents(js, s), RECOVERY_MS).catch(failed(`reading the ${s.streams.events} stream`));
+    const read = () => whileJetStreamRecovers(() => readEvents(js, s), RECOVERY_MS).catch(failed(`reading the ${s.streams.events} stream`));
+    let events = await read();
+    // A host saves a task's end before it announces it, and the announcement waits out a leader
+    // election like any publish: give late announcements their time before counting one missing.
+    const ended = [...acked.keys()].filter((id) => ['done', 'failed'].includes(ends.get(id)?.status ?? ''));
+    for (const until = Date.now() + ANNOUNCE_MS; ended.some((id) => !events.announced.has(id)) && Date.now() < until; ) {
+      await sleep(1000);
+      events = await read();
+    }
     const effects = readJournal(journal);
     return summarize({ o, dir, ms, startedAt: started, acked, republished, ends, events, effects, faults, fuzz, hosts, workers });
   } finally {
