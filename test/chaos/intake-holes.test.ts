@@ -139,6 +139,15 @@ describe('holes the fuzz found', () => {
     await recordOf('invalid_task', verdict.error.message);
   });
 
+  it('a hand-over header without a reply subject or a token is refused on the rejected stream, not acknowledged silently', async () => {
+    const h = headers();
+    h.set('Troupe-Resume', 'resume-quiet');
+    const ack = await nats.js.publish('troupe.tasks.echo', encoder.encode(JSON.stringify({ taskId: 'resume-quiet' })), { headers: h });
+    const record = await until('a refusal of the forged hand-over', () => records.find((r) => r.error.code === 'invalid_task' && r.error.message.includes('without a Troupe-Resume-Token')), 10_000);
+    expect(record.error.message).toContain('remove it to submit a task');
+    await until(`message ${ack.seq} to leave the work queue`, async () => ((await nats.jsm.streams.getMessage('TROUPE_TASKS', { seq: ack.seq })) === null ? true : undefined), 10_000);
+  });
+
   it('a wildcard agent token is refused by name, and its record is filed under "_", not a wildcard subject', async () => {
     const verdict = await send('*', JSON.stringify({ taskId: 'star-hole', input: { text: 'x' } }));
     expect(verdict).toMatchObject({ taskId: 'star-hole', error: { code: 'unknown_agent' } });
