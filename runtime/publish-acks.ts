@@ -93,8 +93,19 @@ export class PublishAcks {
       return;
     }
     this.pending.delete(token);
+    if (msg.headers?.hasError) {
+      // Any other status instead of an acknowledgement: the server's failure, not the message's.
+      p.reject(new JetStreamError(`the server answered the publish to ${p.subject} with ${msg.headers.status} instead of an acknowledgement`));
+      return;
+    }
+    let parsed: PubAck & { error?: unknown };
     try {
-      const parsed = JSON.parse(msg.string()) as PubAck & { error?: unknown };
+      parsed = JSON.parse(msg.string()) as PubAck & { error?: unknown };
+    } catch {
+      p.reject(new JetStreamError(`the acknowledgement of the publish to ${p.subject} is not JSON`));
+      return;
+    }
+    try {
       // An error answer raises what nats.js raises for it (the API error with its code).
       const ack = parsed.error === undefined ? parsed : (this.js as unknown as { parseJsResponse(m: Msg): PubAck }).parseJsResponse(msg);
       if (!ack.stream) throw new JetStreamError('invalid ack response');
