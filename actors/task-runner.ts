@@ -363,28 +363,18 @@ export class TaskRunner {
   private static machineOf(agent: Agent): AnyStateMachine {
     let machine = TaskRunner.machines.get(agent);
     if (machine) return machine;
-    const runnerOf = (system: unknown): TaskRunner => {
-      const runner = TaskRunner.runners.get(system as object);
-      if (!runner) throw new Error(`an effect of agent ${agent.name} ran outside a task runner`);
-      return runner;
-    };
+    /** An effect of the shared machine, run by the runner of the actor system it starts in. */
+    const bound = <O, I>(run: (runner: TaskRunner, input: I, signal: AbortSignal) => Promise<O>) =>
+      fromPromise<O, I>(({ input, signal, system }) => {
+        const runner = TaskRunner.runners.get(system as object);
+        if (!runner) throw new Error(`an effect of agent ${agent.name} ran outside a task runner`);
+        return run(runner, input, signal);
+      });
     const effects = {
-      model: fromPromise<ModelTurn, ModelEffectInput>(({ input, signal, system }) => {
-        const runner = runnerOf(system);
-        return runner.effect(signal, (fresh) => runner.effects.model(input, signal, fresh));
-      }),
-      tools: fromPromise<ToolResultBlock[], ToolsEffectInput>(({ input, signal, system }) => {
-        const runner = runnerOf(system);
-        return runner.effect(signal, (fresh) => runner.effects.tools(input, signal, fresh), { intentFirst: !runner.readsInProcess(input) });
-      }),
-      delegate: fromPromise<DelegateOutput, DelegateInput>(({ input, signal, system }) => {
-        const runner = runnerOf(system);
-        return runner.effect(signal, () => runner.effects.delegate(input));
-      }),
-      wait: fromPromise<WaitOutput, WaitInput>(({ input, signal, system }) => {
-        const runner = runnerOf(system);
-        return runner.effect(signal, () => runner.effects.wait(input));
-      }),
+      model: bound<ModelTurn, ModelEffectInput>((r, input, signal) => r.effect(signal, (fresh) => r.effects.model(input, signal, fresh))),
+      tools: bound<ToolResultBlock[], ToolsEffectInput>((r, input, signal) => r.effect(signal, (fresh) => r.effects.tools(input, signal, fresh), { intentFirst: !r.readsInProcess(input) })),
+      delegate: bound<DelegateOutput, DelegateInput>((r, input, signal) => r.effect(signal, () => r.effects.delegate(input))),
+      wait: bound<WaitOutput, WaitInput>((r, input, signal) => r.effect(signal, () => r.effects.wait(input))),
     };
     machine = agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
     TaskRunner.machines.set(agent, machine);
