@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineAgent } from '../../actors/agent.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
 import { defineTool } from '../../sandbox/tool.ts';
-import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { useNats } from '../helpers/nats.ts';
 import { startHost } from '../helpers/host.ts';
 import { scriptedModel } from '../helpers/scripted-model.ts';
 import { until } from '../helpers/until.ts';
@@ -30,13 +30,7 @@ const model = scriptedModel(() => [{ type: 'tool_use', id: 'tu', name: 'noop', i
 const PARKED = 40;
 
 describe('the sweep of parked tasks', () => {
-  let nats: NatsTestContext;
-  beforeAll(async () => {
-    nats = await startNats();
-  });
-  afterAll(async () => {
-    await nats?.close();
-  });
+  const nats = useNats();
 
   it('reads only the tasks that fall due, and still expires a request at its deadline', async () => {
     const host = await startHost(nats.url, [parks('waits'), parks('hurries', 300)], model, { prefix: 'ds', host: { approvalSweepMs: 100 } });

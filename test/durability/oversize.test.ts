@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Kvm } from '@nats-io/kv';
 import { z } from 'zod';
 import { defineAgent } from '../../actors/agent.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
 import { defineTool } from '../../sandbox/tool.ts';
-import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { useNats } from '../helpers/nats.ts';
 import { startHost } from '../helpers/host.ts';
 import { scriptedModel, turnOf } from '../helpers/scripted-model.ts';
 import { eventsUntilEnd } from '../helpers/watch.ts';
@@ -30,13 +30,7 @@ const model = scriptedModel((request) => {
 });
 
 describe('a task state larger than max_payload', () => {
-  let nats: NatsTestContext;
-  beforeAll(async () => {
-    nats = await startNats();
-  });
-  afterAll(async () => {
-    await nats?.close();
-  });
+  const nats = useNats();
 
   it('fails the task with snapshot_too_large, saving its outcome, instead of retrying the write forever', async () => {
     const host = await startHost(nats.url, [agent], model, { prefix: 'big', host: { maxTaskBytes: 400_000 } });

@@ -1,10 +1,10 @@
 import { Kvm } from '@nats-io/kv';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineAgent } from '../../actors/agent.ts';
 import { defineTool } from '../../sandbox/tool.ts';
 import { startHost } from '../helpers/host.ts';
-import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { useNats } from '../helpers/nats.ts';
 import { scriptedModel, turnOf } from '../helpers/scripted-model.ts';
 import { eventsUntilEnd, submit } from '../helpers/watch.ts';
 
@@ -48,13 +48,7 @@ const model = scriptedModel((req) => {
   return [{ type: 'text', text: JSON.parse(result).host }];
 });
 
-let nats: NatsTestContext;
-beforeAll(async () => {
-  nats = await startNats();
-});
-afterAll(async () => {
-  await nats?.close();
-});
+const nats = useNats();
 
 describe('two hosts on one NATS', () => {
   it('spread tasks over both, run every effect once, and never both advance a task', async () => {

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { connectNats } from '../../runtime/connection.ts';
@@ -32,4 +33,19 @@ export async function startNats(): Promise<NatsTestContext> {
       rmSync(storeDir, { recursive: true, force: true });
     })());
   return { url: server.url, server, nc, js, jsm, storeDir, close, [Symbol.asyncDispose]: close };
+}
+
+/**
+ * A fresh server for the enclosing file or `describe`: started in `beforeAll`, closed in
+ * `afterAll`. The returned context is filled in once `beforeAll` has run.
+ */
+export function useNats(): NatsTestContext {
+  const context = {} as NatsTestContext;
+  beforeAll(async () => {
+    Object.assign(context, await startNats());
+  });
+  afterAll(async () => {
+    await context.close?.();
+  });
+  return context;
 }

@@ -1,12 +1,12 @@
 import type { Socket } from 'node:net';
 import { JetStreamApiError, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { connectNats, isOverMaxPayload } from '../../runtime/connection.ts';
 import { JsonKv, RevisionConflictError } from '../../runtime/json-kv.ts';
 import { failoverJetStream } from '../../runtime/topology.ts';
 import { z } from 'zod';
-import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { useNats } from '../helpers/nats.ts';
 
 /**
  * troupe's JetStream publishes (snapshot and ledger writes, events, audit records) are
@@ -15,13 +15,9 @@ import { startNats, type NatsTestContext } from '../helpers/nats.ts';
  * acknowledgement, the errors nats.js would raise, and the writes.
  */
 describe('JetStream publishes acknowledged on one subscription', () => {
-  let nats: NatsTestContext;
+  const nats = useNats();
   beforeAll(async () => {
-    nats = await startNats();
     await nats.jsm.streams.add({ name: 'PA', subjects: ['pa.>'], retention: RetentionPolicy.Limits, storage: StorageType.File });
-  });
-  afterAll(async () => {
-    await nats?.close();
   });
 
   it('resolves with the stream sequence, and flags a repeated message id as a duplicate', async () => {
@@ -99,13 +95,7 @@ describe('JetStream publishes acknowledged on one subscription', () => {
 });
 
 describe('writes coalesced per turn of the event loop', () => {
-  let nats: NatsTestContext;
-  beforeAll(async () => {
-    nats = await startNats();
-  });
-  afterAll(async () => {
-    await nats?.close();
-  });
+  const nats = useNats();
 
   it('sends what one turn publishes, across its microtasks, in one socket write', async () => {
     const nc = await connectNats({ servers: [nats.url], name: 'coalesce' });

@@ -1,12 +1,12 @@
 import { jetstream } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { defineAgent } from '../../actors/agent.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
 import { defineTool } from '../../sandbox/tool.ts';
-import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { useNats } from '../helpers/nats.ts';
 import { startHost } from '../helpers/host.ts';
 import { scriptedModel, turnOf } from '../helpers/scripted-model.ts';
 import { eventsUntilEnd } from '../helpers/watch.ts';
@@ -29,13 +29,7 @@ const model = scriptedModel((request) => {
 });
 
 describe('round trips per step', () => {
-  let nats: NatsTestContext;
-  beforeAll(async () => {
-    nats = await startNats();
-  });
-  afterAll(async () => {
-    await nats?.close();
-  });
+  const nats = useNats();
 
   let nc: NatsConnection | undefined;
 

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { dispatchTool } from '../../actors/tool-dispatch.ts';
 import { systemClock } from '../../common/clock.ts';
 import { connectNats } from '../../runtime/connection.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
 import { defineTool } from '../../sandbox/tool.ts';
-import { startNats, type NatsTestContext } from '../helpers/nats.ts';
+import { useNats } from '../helpers/nats.ts';
 
 /**
  * A worker's reply sent while the host's connection is down is lost. The host used to notice only
@@ -13,13 +13,7 @@ import { startNats, type NatsTestContext } from '../helpers/nats.ts';
  * call again as soon as its connection is back. Against a real server, with a real reconnect.
  */
 describe('a tool call whose reply is lost with the host connection', () => {
-  let nats: NatsTestContext;
-  beforeAll(async () => {
-    nats = await startNats();
-  });
-  afterAll(async () => {
-    await nats?.close();
-  });
+  const nats = useNats();
 
   it('is dispatched again when the connection is back, not after its timeout', async () => {
     const s = makeSubjects('dr');
