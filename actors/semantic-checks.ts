@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import type { Clock } from '../common/clock.ts';
 import { formatIssues } from '../config/load.ts';
-import { RevisionConflictError, type JsonKv } from '../runtime/json-kv.ts';
+import { RevisionConflictError, type JsonKv, type Versioned } from '../runtime/json-kv.ts';
 import type { TaskEvents } from '../runtime/task-events.ts';
 import type { Baseline, SnapshotEnvelope } from '../runtime/wire.ts';
 
@@ -11,16 +11,42 @@ export const ANOMALY_FACTOR = 5;
 /** Finished tasks an agent needs before its baseline is trusted. */
 export const BASELINE_MIN_TASKS = 5;
 
+/** How long a host trusts the baseline it last read or wrote before reading it again. */
+export const BASELINE_FRESH_MS = 10_000;
+
+const spentBy = (env: SnapshotEnvelope) => ({ usd: env.usage?.costUsd ?? 0, steps: env.usage?.modelCalls ?? 0 });
+
+type Stored = Versioned<Baseline> | undefined;
+
 /**
  * Semantic failure detection: what looks wrong although nothing crashed, raised as `flag`
  * events (and so in `troupe trace` and the metrics). At a task's successful end: its output is
  * checked against the agent's declared `output` schema, and its cost and steps against the
- * agent's baseline (running averages shared by all hosts in KV), which the task then joins.
+ * agent's baseline (running averages shared by all hosts in KV, of which each host keeps the
+ * copy it last read or wrote for up to {@link BASELINE_FRESH_MS}), which the task then joins.
  */
-const spentBy = (env: SnapshotEnvelope) => ({ usd: env.usage?.costUsd ?? 0, steps: env.usage?.modelCalls ?? 0 });
-
 export class SemanticChecks {
   constructor(private readonly o: { baselines: JsonKv<Baseline>; events: TaskEvents; clock: Clock; logger: Logger }) {}
+
+  /**
+   * The baseline each agent had when this host last read or wrote it. A running average of
+   * many tasks moves little in seconds, so a task's end does not wait for a read: the check uses
+   * this copy while it is fresh, and the update uses its revision (a host that wrote since makes
+   * the compare-and-set fail, and the update reads again).
+   */
+  private readonly known = new Map<string, { stored: Stored; at: number }>();
+
+  private async baseline(agent: string): Promise<Stored> {
+    const cached = this.known.get(agent);
+    if (cached && this.o.clock.now() - cached.at < BASELINE_FRESH_MS) return cached.stored;
+    return this.read(agent);
+  }
+
+  private async read(agent: string): Promise<Stored> {
+    const stored = await this.o.baselines.get(agent);
+    this.known.set(agent, { stored, at: this.o.clock.now() });
+    return stored;
+  }
 
   /**
    * Flags a task that ended done (before its end is announced, so the end stays its last
@@ -35,7 +61,7 @@ export class SemanticChecks {
       if (!parsed.success) await flag('output_schema', `the output does not match agent ${env.agent}'s output schema:\n${formatIssues(parsed.error)}`);
     }
     const { usd, steps } = spentBy(env);
-    const b = (await this.o.baselines.get(env.agent).catch(() => undefined))?.value;
+    const b = (await this.baseline(env.agent).catch(() => undefined))?.value;
     if (!b || b.tasks < BASELINE_MIN_TASKS) return;
     if (b.meanUsd > 0 && usd > ANOMALY_FACTOR * b.meanUsd) {
       await flag('cost_anomaly', `cost $${usd.toFixed(6)} is ${(usd / b.meanUsd).toFixed(1)}x agent ${env.agent}'s usual $${b.meanUsd.toFixed(6)}`, { usd, meanUsd: b.meanUsd, tasks: b.tasks });
@@ -49,22 +75,22 @@ export class SemanticChecks {
   async learnFrom(env: SnapshotEnvelope): Promise<void> {
     if (env.outcome?.status !== 'done') return;
     const { usd, steps } = spentBy(env);
-    await this.learn(env.agent, usd, steps, await this.o.baselines.get(env.agent));
+    await this.learn(env.agent, usd, steps, await this.baseline(env.agent));
   }
 
   /** Adds a finished task to its agent's running averages (compare-and-set; a lost race is retried). */
-  private async learn(agent: string, usd: number, steps: number, current: Awaited<ReturnType<JsonKv<Baseline>['get']>> | undefined): Promise<void> {
+  private async learn(agent: string, usd: number, steps: number, current: Stored): Promise<void> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const b = current?.value;
       const n = (b?.tasks ?? 0) + 1;
       const next: Baseline = { v: 1, tasks: n, meanUsd: ((b?.meanUsd ?? 0) * (n - 1) + usd) / n, meanSteps: ((b?.meanSteps ?? 0) * (n - 1) + steps) / n, updatedAt: this.o.clock.now() };
       try {
-        if (current) await this.o.baselines.update(agent, next, current.revision);
-        else await this.o.baselines.create(agent, next);
+        const revision = current ? await this.o.baselines.update(agent, next, current.revision) : await this.o.baselines.create(agent, next);
+        this.known.set(agent, { stored: { value: next, revision }, at: this.o.clock.now() });
         return;
       } catch (err) {
         if (!(err instanceof RevisionConflictError)) throw err;
-        current = await this.o.baselines.get(agent);
+        current = await this.read(agent);
       }
     }
     this.o.logger.warn({ agent }, 'baseline not updated: too many concurrent updates');
