@@ -224,13 +224,20 @@ export class Host implements AsyncDisposable {
         await queue.ack(msg);
         return;
       }
+      // A submission's first delivery is almost always a new task: claim it at once, and read
+      // what is stored only if the key is taken (a duplicate, or the task of a resent message).
+      if (read.kind === 'submission' && msg.info.deliveryCount === 1 && (await this.createTask(msg, read))) return;
       const stored = await this.store!.get(read.taskId);
       if (msg.info.deliveryCount > this.o.config.host.maxDeliver) {
         await this.giveUp(msg, read, stored);
         return;
       }
       if (read.kind === 'submission' && !stored) {
-        await this.createTask(msg, read);
+        if (!(await this.createTask(msg, read))) {
+          // Created a moment ago by another message: this one is a duplicate.
+          this.events!.answer(read.replyTo, { taskId: read.taskId, status: 'accepted', duplicate: true });
+          await queue.ack(msg);
+        }
         return;
       }
       if (!stored) {
@@ -253,7 +260,8 @@ export class Host implements AsyncDisposable {
     }
   }
 
-  private async createTask(msg: JsMsg, sub: Submission): Promise<void> {
+  /** Creates and runs a submitted task; false, doing nothing, if its key is already taken. */
+  private async createTask(msg: JsMsg, sub: Submission): Promise<boolean> {
     const agent = this.agents.get(sub.agent)!;
     const limits = resolveLimits(this.o.config.limits, agent, sub.budget);
     let runner: TaskRunner;
@@ -272,20 +280,18 @@ export class Host implements AsyncDisposable {
         { seq: msg.seq, delivery: msg.info.deliveryCount },
       );
     } catch (err) {
-      if (err instanceof RevisionConflictError) {
-        // Created a moment ago by another message: handle this one as a duplicate.
-        this.events!.answer(sub.replyTo, { taskId: sub.taskId, status: 'accepted', duplicate: true });
-        await this.queue!.ack(msg);
-        return;
-      }
+      if (err instanceof RevisionConflictError) return false;
       throw err;
     }
     this.agentOf.set(sub.taskId, agent.name);
     this.audit.record(sub.taskId, { type: 'task.created', agent: agent.name, input: this.audit.payload(sub.input), ...(sub.principal ? { principal: sub.principal } : {}), ...(sub.parent ? { parent: sub.parent } : {}) }, 'created');
-    await this.events!.publish(sub.taskId, { type: 'accepted', agent: agent.name }, `${sub.taskId}:accepted`);
+    // Sent before the task's first event, on the same connection, so it is the first one stored;
+    // the task does not wait for its acknowledgement.
+    this.events!.emit(sub.taskId, { type: 'accepted', agent: agent.name }, `${sub.taskId}:accepted`);
     this.events!.answer(sub.replyTo, { taskId: sub.taskId, status: 'accepted' });
     this.log.info({ taskId: sub.taskId, agent: agent.name }, 'task accepted');
     this.run(msg, runner);
+    return true;
   }
 
   private async resumeTask(msg: JsMsg, stored: Versioned<SnapshotEnvelope>): Promise<void> {

@@ -41,7 +41,15 @@ describe('round trips per step', () => {
     const counted = new Map<string, number>();
     const original = host.nc.publish.bind(host.nc);
     host.nc.publish = ((subject: string, ...rest: Parameters<typeof original> extends [string, ...infer R] ? R : never) => {
-      const kind = subject.startsWith(`$KV.${s.buckets.snapshots}.`) ? 'snapshot write' : subject.startsWith(`$KV.${s.buckets.ledger}.`) ? 'ledger write' : subject.startsWith(`$JS.API.DIRECT.GET.KV_${s.buckets.ledger}`) ? 'ledger read' : 'other';
+      const kind = subject.startsWith(`$KV.${s.buckets.snapshots}.`)
+        ? 'snapshot write'
+        : subject.startsWith(`$KV.${s.buckets.ledger}.`)
+          ? 'ledger write'
+          : subject.startsWith(`$JS.API.DIRECT.GET.KV_${s.buckets.ledger}`)
+            ? 'ledger read'
+            : subject.startsWith(`$JS.API.DIRECT.GET.KV_${s.buckets.snapshots}`)
+              ? 'snapshot read'
+              : 'other';
       counted.set(kind, (counted.get(kind) ?? 0) + 1);
       return original(subject, ...rest);
     }) as typeof host.nc.publish;
@@ -64,6 +72,8 @@ describe('round trips per step', () => {
     expect(counted.get('snapshot write') ?? 0).toBeLessThanOrEqual(STEPS + 2);
     expect(counted.get('ledger write') ?? 0).toBe(STEPS + (STEPS - 1));
     expect(counted.get('ledger read') ?? 0).toBe(0);
+    // A new task is created without first reading whether it exists (the create would fail if it did).
+    expect(counted.get('snapshot read') ?? 0).toBe(0);
   });
 
   it('writes the intent of every side-effecting call before it runs', async () => {
