@@ -85,10 +85,10 @@ export class TaskEffects {
           }));
           const { stopReason, attempts, latencyMs, costUsd, model, role } = result;
           const trimmed = trim.elidedToolResults || trim.droppedTurns ? { trimmed: { estimatedTokens: trim.estimatedTokens, elidedToolResults: trim.elidedToolResults, droppedTurns: trim.droppedTurns } } : {};
-          deps.events.emit(taskId, { type: 'model', key: call.key, model, role, usage: u, costUsd, latencyMs, stopReason, attempts, replayed, ...trimmed }, `${call.key}:model`);
+          deps.events.stepEvent(taskId, { type: 'model', key: call.key, model, role, usage: u, costUsd, latencyMs, stopReason, attempts, replayed, ...trimmed }, `${call.key}:model`);
           supervisor.settle(call.key, result);
           const { used, limits } = supervisor.context;
-          deps.events.emit(taskId, { type: 'budget', used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits }, `${call.key}:budget`);
+          deps.events.stepEvent(taskId, { type: 'budget', used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits }, `${call.key}:budget`);
           this.o.actOnVerdict();
         },
       },
@@ -132,7 +132,7 @@ export class TaskEffects {
         now: () => deps.clock.now(),
         onResult: (report) => {
           this.o.count((usage) => ({ ...usage, toolCalls: usage.toolCalls + 1 }));
-          deps.events.emit(taskId, { type: 'tool', ...report, args: argsPreview(input.calls.find((c) => c.key === report.key)?.input) }, `${report.key}:tool`);
+          deps.events.stepEvent(taskId, { type: 'tool', ...report, args: argsPreview(input.calls.find((c) => c.key === report.key)?.input) }, `${report.key}:tool`);
           if (report.error?.code === ErrorCode.invalidToolOutput) {
             deps.events.emit(taskId, { type: 'flag', kind: 'tool_output', message: `${report.tool} "succeeded" with output that breaks its own schema: ${report.error.message}` }, `${report.key}:flag`);
           }

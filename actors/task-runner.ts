@@ -457,7 +457,7 @@ export class TaskRunner {
     const step = stepOf(snapshot);
     if (state !== this.lastState) {
       this.lastState = state;
-      this.deps.events.emit(this.taskId, { type: 'state', state, step }, `${this.taskId}:state:${step}:${state}`);
+      this.deps.events.stepEvent(this.taskId, { type: 'state', state, step }, `${this.taskId}:state:${step}:${state}`);
     }
     if (snapshot.status === 'done') {
       // Cancelled while its last effect finished: the work is recorded, but the task was cancelled.

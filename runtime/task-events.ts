@@ -1,10 +1,13 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/nats-core';
+import { headers, type NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
 import type { Subjects } from './subjects.ts';
 import type { ApprovalRequest } from './approvals.ts';
 import type { Rejection, TaskEvent, TaskEventBody, TaskVerdict } from './wire.ts';
+
+/** The events a step makes as it goes, published without acknowledgement (see {@link TaskEvents.stepEvent}). */
+export type StepEventBody = Extract<TaskEventBody, { type: 'state' | 'model' | 'budget' | 'tool' }>;
 
 const encoder = new TextEncoder();
 
@@ -40,9 +43,32 @@ export class TaskEvents {
 
   private readonly observers: Array<(event: TaskEvent) => void> = [];
 
-  /** Publishes an event without waiting; a failure is logged, never thrown (progress is best-effort). */
+  /** Publishes an event without waiting; a failure is logged, never thrown. */
   emit(taskId: string, body: TaskEventBody, msgId?: string): void {
     this.publish(taskId, body, msgId).catch((err: unknown) => this.logger.warn({ err, taskId, type: body.type }, 'event not published'));
+  }
+
+  /**
+   * Publishes what a step does as it goes (its states, model calls, budget, tool calls)
+   * without asking for the stream's acknowledgement: a step makes five of these, and waiting
+   * for, matching and parsing five acknowledgements was about a tenth of a host's work per step
+   * with many tasks at once. The events stream stores them all the same, and `msgId` still makes
+   * a re-publication after a crash a no-op. What is given up: a step event sent while the stream
+   * cannot take it (no leader during a cluster failover) is lost without a trace, where an
+   * acknowledged one is sent again. A task's end, approvals, limits and flags stay acknowledged.
+   * Observers see the event at once, so for a replayed call they see it again, marked `replayed`.
+   */
+  stepEvent(taskId: string, body: StepEventBody, msgId: string): void {
+    const event = { ...body, taskId, at: this.clock.now() } as TaskEvent;
+    try {
+      const h = headers();
+      h.set('Nats-Msg-Id', msgId);
+      this.nc.publish(this.subjects.events(taskId), encoder.encode(JSON.stringify(event)), { headers: h });
+    } catch (err) {
+      this.logger.warn({ err, taskId, type: body.type }, 'event not published');
+      return;
+    }
+    for (const observer of this.observers) observer(event);
   }
 
   /** Sends a verdict to the submitter's `Troupe-Reply-To` subject (fire and forget, core NATS). */
