@@ -17,6 +17,13 @@ export const BASELINE_FRESH_MS = 10_000;
 const spentBy = (env: SnapshotEnvelope) => ({ usd: env.usage?.costUsd ?? 0, steps: env.usage?.modelCalls ?? 0 });
 
 type Stored = Versioned<Baseline> | undefined;
+/** Finished tasks of one agent waiting to be added to its baseline, and the write that adds them. */
+interface Batch {
+  tasks: number;
+  usd: number;
+  steps: number;
+  written: Promise<void>;
+}
 
 /**
  * Semantic failure detection: what looks wrong although nothing crashed, raised as `flag`
@@ -35,6 +42,12 @@ export class SemanticChecks {
    * the compare-and-set fail, and the update reads again).
    */
   private readonly known = new Map<string, { stored: Stored; at: number }>();
+  /** Reads in flight, by agent: tasks that end together share one. */
+  private readonly reading = new Map<string, Promise<Stored>>();
+  /** Per agent, the finished tasks not yet added, waiting for the write before them to finish. */
+  private readonly batches = new Map<string, Batch>();
+  /** Per agent, the last write queued: one at a time, so a host never races itself. */
+  private readonly writing = new Map<string, Promise<void>>();
 
   private async baseline(agent: string): Promise<Stored> {
     const cached = this.known.get(agent);
@@ -42,10 +55,23 @@ export class SemanticChecks {
     return this.read(agent);
   }
 
-  private async read(agent: string): Promise<Stored> {
-    const stored = await this.o.baselines.get(agent);
-    this.known.set(agent, { stored, at: this.o.clock.now() });
-    return stored;
+  private read(agent: string): Promise<Stored> {
+    let reading = this.reading.get(agent);
+    if (!reading) {
+      reading = this.o.baselines.get(agent).then(
+        (stored) => {
+          this.reading.delete(agent);
+          this.known.set(agent, { stored, at: this.o.clock.now() });
+          return stored;
+        },
+        (err: unknown) => {
+          this.reading.delete(agent);
+          throw err;
+        },
+      );
+      this.reading.set(agent, reading);
+    }
+    return reading;
   }
 
   /**
@@ -71,19 +97,46 @@ export class SemanticChecks {
     }
   }
 
-  /** Adds a task that ended done to its agent's baseline. */
-  async learnFrom(env: SnapshotEnvelope): Promise<void> {
-    if (env.outcome?.status !== 'done') return;
+  /**
+   * Adds a task that ended done to its agent's baseline; resolves once it is written. Tasks
+   * that end while this host writes the baseline are added together by its next write, so
+   * many tasks ending at once cost a few writes, not one compare-and-set race each.
+   */
+  learnFrom(env: SnapshotEnvelope): Promise<void> {
+    if (env.outcome?.status !== 'done') return Promise.resolve();
     const { usd, steps } = spentBy(env);
-    await this.learn(env.agent, usd, steps, await this.baseline(env.agent));
+    const agent = env.agent;
+    let batch = this.batches.get(agent);
+    if (!batch) {
+      const open: Batch = { tasks: 0, usd: 0, steps: 0, written: Promise.resolve() };
+      const before = this.writing.get(agent) ?? Promise.resolve();
+      open.written = before.then(() => {
+        // Closed from here on: a task ending now goes into the next batch.
+        this.batches.delete(agent);
+        return this.learn(agent, open);
+      });
+      const settled = open.written.catch(() => {});
+      this.writing.set(agent, settled);
+      void settled.then(() => {
+        if (this.writing.get(agent) === settled) this.writing.delete(agent);
+      });
+      this.batches.set(agent, open);
+      batch = open;
+    }
+    batch.tasks += 1;
+    batch.usd += usd;
+    batch.steps += steps;
+    return batch.written;
   }
 
-  /** Adds a finished task to its agent's running averages (compare-and-set; a lost race is retried). */
-  private async learn(agent: string, usd: number, steps: number, current: Stored): Promise<void> {
+  /** Adds finished tasks to their agent's running averages (compare-and-set; a lost race reads again and is retried). */
+  private async learn(agent: string, batch: Batch): Promise<void> {
+    let current = await this.baseline(agent);
     for (let attempt = 0; attempt < 5; attempt++) {
       const b = current?.value;
-      const n = (b?.tasks ?? 0) + 1;
-      const next: Baseline = { v: 1, tasks: n, meanUsd: ((b?.meanUsd ?? 0) * (n - 1) + usd) / n, meanSteps: ((b?.meanSteps ?? 0) * (n - 1) + steps) / n, updatedAt: this.o.clock.now() };
+      const before = b?.tasks ?? 0;
+      const n = before + batch.tasks;
+      const next: Baseline = { v: 1, tasks: n, meanUsd: ((b?.meanUsd ?? 0) * before + batch.usd) / n, meanSteps: ((b?.meanSteps ?? 0) * before + batch.steps) / n, updatedAt: this.o.clock.now() };
       try {
         const revision = current ? await this.o.baselines.update(agent, next, current.revision) : await this.o.baselines.create(agent, next);
         this.known.set(agent, { stored: { value: next, revision }, at: this.o.clock.now() });

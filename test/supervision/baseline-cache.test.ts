@@ -13,7 +13,7 @@ const nats = useNats();
 const logger = pino({ level: 'silent' });
 
 /** A finished task's envelope, as the checks read it. */
-const ended = (taskId: string, steps: number) => ({ taskId, agent: 'a', outcome: { status: 'done', output: 'ok' }, usage: { costUsd: 0, modelCalls: steps } }) as unknown as SnapshotEnvelope;
+const ended = (taskId: string, steps: number, agent = 'a') => ({ taskId, agent, outcome: { status: 'done', output: 'ok' }, usage: { costUsd: 0, modelCalls: steps } }) as unknown as SnapshotEnvelope;
 
 /** One host's checks: its own connection, clock and count of baseline reads. */
 async function host(name: string, clock: { t: number }) {
@@ -22,14 +22,19 @@ async function host(name: string, clock: { t: number }) {
   const topo = await ensureTopology(nc, s, { replicas: 1, eventsMaxAgeMs: 60_000, rejectedMaxAgeMs: 60_000, duplicateWindowMs: 60_000, leaseMs: 5000 });
   const baselines = new JsonKv<Baseline>(topo.baselines, s.buckets.baselines, baselineSchema);
   let reads = 0;
+  let writes = 0;
   const get = baselines.get.bind(baselines);
   baselines.get = (key) => (reads++, get(key));
+  const update = baselines.update.bind(baselines);
+  baselines.update = (key, value, revision) => (writes++, update(key, value, revision));
+  const create = baselines.create.bind(baselines);
+  baselines.create = (key, value) => (writes++, create(key, value));
   const c = { now: () => clock.t, sleep: async () => {} };
   const events = new TaskEvents(nc, topo.js, s, c, logger);
   const flags: TaskEvent[] = [];
   events.observe((e) => flags.push(e));
   const checks = new SemanticChecks({ baselines, events, clock: c, logger });
-  return { checks, baselines, flags, reads: () => reads, close: () => nc.close() };
+  return { checks, baselines, flags, reads: () => reads, writes: () => writes, close: () => nc.close() };
 }
 
 describe("an agent's baseline, kept by each host", () => {
@@ -62,6 +67,21 @@ describe("an agent's baseline, kept by each host", () => {
       clock.t += BASELINE_FRESH_MS;
       await a.checks.check(ended('late', 2), undefined);
       expect(a.reads()).toBe(4);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('counts every one of many tasks ending at once on two hosts, in a few writes', async () => {
+    const clock = { t: 2_000_000 };
+    const a = await host('bc-c', clock);
+    const b = await host('bc-d', clock);
+    try {
+      // 100 tasks end at once, half on each host: one compare-and-set race each would lose most of them.
+      await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 ? a : b).checks.learnFrom(ended(`m${i}`, i % 4 === 0 ? 3 : 1, 'many'))));
+      expect((await a.baselines.get('many'))!.value).toMatchObject({ tasks: 100, meanSteps: 1.5 });
+      expect(a.writes() + b.writes()).toBeLessThan(10);
     } finally {
       await a.close();
       await b.close();
