@@ -31,8 +31,8 @@ const labelText = (labels: Labels) => {
 
 /**
  * One host's metrics, in the Prometheus text format: counters fed by the task events this host
- * publishes (each once: a re-publication JetStream drops is not counted again), and gauges read
- * when scraped. Every host exports its own; Prometheus sums them.
+ * publishes (a call answered from the ledger after a crash, its event marked `replayed`, is not
+ * counted again), and gauges read when scraped. Every host exports its own; Prometheus sums them.
  */
 export class HostMetrics {
   private readonly tasks = new Counter('troupe_tasks_total', 'Tasks accepted and ended on this host, by agent and outcome (accepted, done, failed) and error code.');
@@ -50,7 +50,7 @@ export class HostMetrics {
 
   constructor(private readonly gauges: { running: () => number; breakers: () => ReadonlyMap<string, { state: string }>; connection?: () => { disconnects: number; reconnects: number } }) {}
 
-  /** Counts a task event this host published (not one JetStream dropped as a duplicate). */
+  /** Counts a task event this host published (an acknowledged one only if JetStream did not drop it as a duplicate). */
   observe(agent: string, e: TaskEvent): void {
     switch (e.type) {
       case 'accepted':
