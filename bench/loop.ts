@@ -7,8 +7,17 @@ import { LOOP_STEPS, loopHost } from './workloads.ts';
 export const SEQ_TASKS = 30;
 /** Tasks started at once in the concurrent cases. */
 export const CONCURRENT = [200, 1000] as const;
-/** Tasks run before measuring, so that no runner is timed while it loads its code and warms its caches. */
-const WARM_UP = 3;
+/**
+ * Tasks run one at a time before measuring, so that no runner is timed while it loads its code,
+ * warms its caches and V8 compiles its hot paths: a JavaScript runner's step got 30-40% faster
+ * between its 3rd task and its 50th here (troupe's did), and a host runs for far longer than that.
+ */
+const WARM_UP = 30;
+
+/** Runs `WARM_UP` tasks one after the other. */
+async function warmUp(run: (tasks: number) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < WARM_UP; i++) await run(1);
+}
 
 /** The 10-step tool loop's figures for one runner. */
 export interface LoopFigures {
@@ -28,7 +37,7 @@ export async function troupeSequential(nc: NatsConnection, prefix = 'bseq'): Pro
   const publish = nc.publish.bind(nc);
   let sends = 0;
   try {
-    await loop.run(WARM_UP);
+    await warmUp((n) => loop.run(n));
     loop.stepLatencies.length = 0;
     // What a step costs the process (host and driver) in CPU, and in messages sent to the server
     // (KV writes and reads, events, audit records; the driver's own is one per task).
@@ -68,7 +77,7 @@ export async function troupeLoop(nc: NatsConnection, prefix: string): Promise<Lo
 
 /** A peer under the same protocol as troupe: warm-up, `SEQ_TASKS` tasks one at a time, then each concurrent case. */
 export async function peerLoopFigures(peer: PeerLoop): Promise<LoopFigures> {
-  await peer.run(WARM_UP);
+  await warmUp((n) => peer.run(n));
   peer.stepLatencies.length = 0;
   let elapsed = 0;
   for (let i = 0; i < SEQ_TASKS; i++) elapsed += (await peer.run(1)).ms;
