@@ -227,21 +227,18 @@ export class Host implements AsyncDisposable {
       // A submission's first delivery is almost always a new task: claim it at once, and read
       // what is stored only if the key is taken (a duplicate, or the task of a resent message).
       if (read.kind === 'submission' && msg.info.deliveryCount === 1 && (await this.createTask(msg, read))) return;
-      const stored = await this.store!.get(read.taskId);
+      let stored = await this.store!.get(read.taskId);
       if (msg.info.deliveryCount > this.o.config.host.maxDeliver) {
         await this.giveUp(msg, read, stored);
         return;
       }
       if (read.kind === 'submission' && !stored) {
-        if (!(await this.createTask(msg, read))) {
-          // Created a moment ago by another message: this one is a duplicate.
-          this.events!.answer(read.replyTo, { taskId: read.taskId, status: 'accepted', duplicate: true });
-          await queue.ack(msg);
-        }
-        return;
+        if (await this.createTask(msg, read)) return;
+        // Created a moment ago by another message: handled below like any task that exists.
+        stored = await this.store!.get(read.taskId);
       }
       if (!stored) {
-        // A hand-over whose task no longer exists: nothing to run.
+        // A task that no longer exists (a hand-over's, or one removed since): nothing to run.
         await queue.ack(msg);
         return;
       }
