@@ -1,4 +1,4 @@
-import type { JetStreamClient } from '@nats-io/jetstream';
+import { PubHeaders, type JetStreamClient } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/nats-core';
 import type { Logger } from 'pino';
 import type { Clock } from '../common/clock.ts';
@@ -29,14 +29,19 @@ export class TaskEvents {
    * re-publication after a crash a no-op (JetStream de-duplication).
    */
   async publish(taskId: string, body: TaskEventBody, msgId?: string): Promise<TaskEvent> {
-    const event = { ...body, taskId, at: this.clock.now() } as TaskEvent;
+    const event = this.stamp(taskId, body);
     const ack = await this.js.publish(this.subjects.events(taskId), encoder.encode(JSON.stringify(event)), msgId ? { msgID: msgId } : undefined);
     // Once per event: a re-publication after a crash, dropped by JetStream, is not observed again.
     if (!ack.duplicate) for (const observer of this.observers) observer(event);
     return event;
   }
 
-  /** Sees every event this process published, once (metrics, the audit log). */
+  /** An event as it goes on the wire: its body, its task and the time. */
+  private stamp(taskId: string, body: TaskEventBody): TaskEvent {
+    return { ...body, taskId, at: this.clock.now() } as TaskEvent;
+  }
+
+  /** Sees every event this process publishes (metrics, the audit log): an acknowledged one once, not a re-publication JetStream dropped; a step event as it is sent (see {@link stepEvent}). */
   observe(observer: (event: TaskEvent) => void): void {
     this.observers.push(observer);
   }
@@ -59,10 +64,10 @@ export class TaskEvents {
    * Observers see the event at once, so for a replayed call they see it again, marked `replayed`.
    */
   stepEvent(taskId: string, body: StepEventBody, msgId: string): void {
-    const event = { ...body, taskId, at: this.clock.now() } as TaskEvent;
+    const event = this.stamp(taskId, body);
     try {
       const h = headers();
-      h.set('Nats-Msg-Id', msgId);
+      h.set(PubHeaders.MsgIdHdr, msgId);
       this.nc.publish(this.subjects.events(taskId), encoder.encode(JSON.stringify(event)), { headers: h });
     } catch (err) {
       this.logger.warn({ err, taskId, type: body.type }, 'event not published');
