@@ -39,17 +39,15 @@ describe('round trips per step', () => {
     nc = host.nc;
     const s = makeSubjects(prefix);
     const counted = new Map<string, number>();
+    const kinds = [
+      [`$KV.${s.buckets.snapshots}.`, 'snapshot write'],
+      [`$KV.${s.buckets.ledger}.`, 'ledger write'],
+      [`$JS.API.DIRECT.GET.KV_${s.buckets.ledger}`, 'ledger read'],
+      [`$JS.API.DIRECT.GET.KV_${s.buckets.snapshots}`, 'snapshot read'],
+    ] as const;
     const original = host.nc.publish.bind(host.nc);
     host.nc.publish = ((subject: string, ...rest: Parameters<typeof original> extends [string, ...infer R] ? R : never) => {
-      const kind = subject.startsWith(`$KV.${s.buckets.snapshots}.`)
-        ? 'snapshot write'
-        : subject.startsWith(`$KV.${s.buckets.ledger}.`)
-          ? 'ledger write'
-          : subject.startsWith(`$JS.API.DIRECT.GET.KV_${s.buckets.ledger}`)
-            ? 'ledger read'
-            : subject.startsWith(`$JS.API.DIRECT.GET.KV_${s.buckets.snapshots}`)
-              ? 'snapshot read'
-              : 'other';
+      const kind = kinds.find(([prefix]) => subject.startsWith(prefix))?.[1] ?? 'other';
       counted.set(kind, (counted.get(kind) ?? 0) + 1);
       return original(subject, ...rest);
     }) as typeof host.nc.publish;
