@@ -6,7 +6,7 @@ import { systemClock, type Clock } from '../common/clock.ts';
 import { ErrorCode, ensureError } from '../common/errors.ts';
 import type { TroupeConfig } from '../config/schema.ts';
 import { publishResumption, readTaskMessage, type IntakePrincipals, type Resumption, type Submission } from '../runtime/intake.ts';
-import { watchConnection } from '../runtime/connection.ts';
+import { isOverMaxPayload, watchConnection } from '../runtime/connection.ts';
 import { JsonKv, RevisionConflictError, type Versioned } from '../runtime/json-kv.ts';
 import { subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts';
 import { TaskEvents } from '../runtime/task-events.ts';
@@ -257,7 +257,7 @@ export class Host implements AsyncDisposable {
     }
   }
 
-  /** Creates and runs a submitted task; false, doing nothing, if its key is already taken. */
+  /** Creates and runs a submitted task (or refuses one whose first state is too large to save); false, doing nothing, if its key is already taken. */
   private async createTask(msg: JsMsg, sub: Submission): Promise<boolean> {
     const agent = this.agents.get(sub.agent)!;
     const limits = resolveLimits(this.o.config.limits, agent, sub.budget);
@@ -278,6 +278,14 @@ export class Host implements AsyncDisposable {
       );
     } catch (err) {
       if (err instanceof RevisionConflictError) return false;
+      if (isOverMaxPayload(err)) {
+        // Its first state cannot be saved, so no delivery of it ever could: refused at once, not redelivered until poison.
+        const error = { code: ErrorCode.payloadTooLarge, message: `task ${sub.taskId}'s first state (its input, in the agent's conversation) is larger than the NATS server accepts in one message (max_payload), so it cannot be saved. Send large inputs by reference (a URL or object-store key), or keep host.maxTaskBytes well below the server's max_payload` };
+        await this.events!.reject({ agent: sub.agent, taskId: sub.taskId, error }, sub.replyTo);
+        this.log.info({ taskId: sub.taskId, agent: sub.agent, error }, 'task rejected');
+        await this.queue!.ack(msg);
+        return true;
+      }
       throw err;
     }
     this.agentOf.set(sub.taskId, agent.name);

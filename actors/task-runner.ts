@@ -25,6 +25,7 @@ import { ApprovalNeededSignal, HandoffSignal, LimitReachedSignal, WaitSignal } f
 import type { ModelClient } from './model/model-client.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { partialOf, stateString, stepOf, taskInputOf, toTaskOutcome } from './snapshot-view.ts';
+import { restorableSnapshot, storedSnapshot } from './stored-snapshot.ts';
 import { TaskSupervisor, type InspectionObserver } from './task-supervisor.ts';
 import { ProgressStream, TaskEffects } from './task-effects.ts';
 
@@ -245,7 +246,7 @@ export class TaskRunner {
     runner.supervisor = env.supervisor
       ? TaskSupervisor.restore(env.supervisor, deps.inspect)
       : TaskSupervisor.create({ ...fallbackLimits, wallClockMs: env.deadlineAt === null ? fallbackLimits.wallClockMs : env.deadlineAt - env.createdAt }, env.createdAt, deps.inspect);
-    runner.actor = runner.createAgentActor({ snapshot: env.snapshot as Snapshot<unknown> });
+    runner.actor = runner.createAgentActor({ snapshot: restorableSnapshot(env.snapshot) });
     runner.lastState = env.state;
     const revision = await deps.store.update(runner.taskId, claimed, stored.revision);
     runner.attachWriter(revision);
@@ -650,7 +651,7 @@ export class TaskRunner {
     if (this.ending) return;
     const last = this.writer.written;
     if (last.supervisor) this.supervisor = TaskSupervisor.restore(last.supervisor, this.deps.inspect);
-    this.actor = this.createAgentActor({ snapshot: last.snapshot as Snapshot<unknown> });
+    this.actor = this.createAgentActor({ snapshot: restorableSnapshot(last.snapshot) });
     this.lastAgent = this.actor.getSnapshot();
     this.writer.resume();
     this.watch();
@@ -743,7 +744,7 @@ export class TaskRunner {
       updatedAt: this.deps.clock.now(),
       state: snapshot ? stateString(snapshot.value) : base.state,
       step: snapshot ? (stepOf(snapshot) ?? base.step) : base.step,
-      snapshot: this.oversize ? null : (this.frozen ?? this.actor.getPersistedSnapshot()),
+      snapshot: this.oversize ? null : storedSnapshot(this.frozen ?? this.actor.getPersistedSnapshot()),
       supervisor: this.supervisor.persisted(),
       deadlineAt: this.supervisor.deadlineAt,
       usage: this.usage,
