@@ -40,7 +40,13 @@ describe('GET /metrics', () => {
       expect(value(before, 'troupe_tasks_total{agent="metered",outcome="done",code=""}')).toBe(0);
       await submit(nats.nc, nats.js, 'metered', { taskId: 'm-1', input: { q: 'go' } });
       await eventsUntilEnd(nats.js, 'm-1');
-      const after = await scrape(host.metricsUrl!);
+      // The host counts its end event once the stream acknowledged it, which may reach the host a
+      // moment after a watcher got the event itself.
+      let after = await scrape(host.metricsUrl!);
+      for (let i = 0; i < 50 && value(after, 'troupe_tasks_total{agent="metered",outcome="done",code=""}') === 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        after = await scrape(host.metricsUrl!);
+      }
       expect(value(after, 'troupe_tasks_total{agent="metered",outcome="accepted",code=""}')).toBe(1);
       expect(value(after, 'troupe_tasks_total{agent="metered",outcome="done",code=""}')).toBe(1);
       expect(value(after, 'troupe_model_calls_total{agent="metered",model="claude-sonnet-4-6"}')).toBe(3);
