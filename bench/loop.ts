@@ -1,7 +1,9 @@
+import { availableParallelism } from 'node:os';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { fmt, percentile } from './stats.ts';
 import type { PeerLoop } from './peers/peer.ts';
-import { LOOP_STEPS, loopHost } from './workloads.ts';
+import { startHostProcess } from './hosts.ts';
+import { LOOP_STEPS, loopDriver, loopHost } from './workloads.ts';
 
 /** Tasks run one at a time in the sequential case, for troupe and each peer alike. */
 export const SEQ_TASKS = 30;
@@ -31,6 +33,17 @@ export interface LoopFigures {
 
 const stepsPerSecond = (tasks: number, ms: number) => (tasks * LOOP_STEPS) / (ms / 1000);
 
+/**
+ * One concurrent case: `tasks` tasks at once, once to warm up and once measured. Here the first
+ * round at a new concurrency ran 25-45% slower than the rounds after it (V8 compiling the paths
+ * only many tasks at once take, the heap growing to hold them), for a host in a process of its
+ * own the most; the same holds for every runner, which is timed as it runs for long.
+ */
+async function concurrentCase(run: (tasks: number) => Promise<number>, tasks: number): Promise<number> {
+  await run(tasks);
+  return stepsPerSecond(tasks, await run(tasks));
+}
+
 /** troupe's loop, sequential: a host in this process, `SEQ_TASKS` tasks one after the other after a warm-up. */
 export async function troupeSequential(nc: NatsConnection, prefix = 'bseq'): Promise<{ stepsPerSecond: number; stepMs: number[]; cpuMsPerStep: number; sendsPerStep: number }> {
   const loop = await loopHost(nc, prefix);
@@ -57,25 +70,56 @@ export async function troupeSequential(nc: NatsConnection, prefix = 'bseq'): Pro
   }
 }
 
-/** troupe's loop, `tasks` tasks at once on a fresh host; aggregate steps per second. */
+/** troupe's loop, `tasks` tasks at once on a fresh host (see {@link concurrentCase}); aggregate steps per second. */
 export async function troupeConcurrent(nc: NatsConnection, tasks: number, prefix = `bcon${tasks}`): Promise<number> {
   const host = await loopHost(nc, prefix);
   try {
-    return stepsPerSecond(tasks, await host.run(tasks));
+    return await concurrentCase((n) => host.run(n), tasks);
   } finally {
     await host.close();
   }
 }
 
-/** troupe's whole loop protocol: sequential, then each concurrent case. */
-export async function troupeLoop(nc: NatsConnection, prefix: string): Promise<LoopFigures> {
+/**
+ * troupe's loop with a host per core: `hosts` hosts, each in a process of its own, take the tasks
+ * from the one queue, as `troupe host` started once per core does; this process only submits and
+ * watches. Each host is warmed up like the one host of the other cases (`WARM_UP` tasks one at a
+ * time per host); then each case of `counts` runs as {@link concurrentCase}. Aggregate steps/s per count.
+ */
+export async function troupeHostsConcurrent(nc: NatsConnection, natsUrl: string, hosts: number, counts: readonly number[], prefix = `bhosts${hosts}`): Promise<Map<number, number>> {
+  const started = await Promise.allSettled(Array.from({ length: hosts }, () => startHostProcess({ natsUrl, prefix, modelMs: 0 })));
+  const driver = loopDriver(nc, prefix);
+  try {
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
+    for (let i = 0; i < hosts; i++) await warmUp((n) => driver.run(n));
+    const figures = new Map<number, number>();
+    for (const tasks of counts) figures.set(tasks, await concurrentCase((n) => driver.run(n), tasks));
+    return figures;
+  } finally {
+    driver.close();
+    await Promise.all(started.map((r) => (r.status === 'fulfilled' ? r.value.kill() : undefined)));
+  }
+}
+
+/** Hosts of the host-per-core case: one per CPU this process may use. */
+export const HOSTS_PER_CORE = availableParallelism();
+
+/** troupe's figures: one host in this process, and (on a machine of more than one core) the concurrent cases with a host per core. */
+export interface TroupeFigures extends LoopFigures {
+  perCore?: Map<number, number>;
+}
+
+/** troupe's whole loop protocol: sequential, each concurrent case, then the concurrent cases with a host per core. */
+export async function troupeLoop(nc: NatsConnection, natsUrl: string, prefix: string): Promise<TroupeFigures> {
   const seq = await troupeSequential(nc, `${prefix}seq`);
   const concurrent = new Map<number, number>();
   for (const tasks of CONCURRENT) concurrent.set(tasks, await troupeConcurrent(nc, tasks, `${prefix}con${tasks}`));
-  return { sequential: seq.stepsPerSecond, stepMs: seq.stepMs, concurrent };
+  const perCore = HOSTS_PER_CORE > 1 ? await troupeHostsConcurrent(nc, natsUrl, HOSTS_PER_CORE, CONCURRENT, `${prefix}hosts`) : undefined;
+  return { sequential: seq.stepsPerSecond, stepMs: seq.stepMs, concurrent, ...(perCore ? { perCore } : {}) };
 }
 
-/** A peer under the same protocol as troupe: warm-up, `SEQ_TASKS` tasks one at a time, then each concurrent case. */
+/** A peer under the same protocol as troupe: warm-up, `SEQ_TASKS` tasks one at a time, then each concurrent case (see {@link concurrentCase}). */
 export async function peerLoopFigures(peer: PeerLoop): Promise<LoopFigures> {
   await warmUp((n) => peer.run(n));
   peer.stepLatencies.length = 0;
@@ -85,8 +129,7 @@ export async function peerLoopFigures(peer: PeerLoop): Promise<LoopFigures> {
   const concurrent = new Map<number, number>();
   for (const tasks of CONCURRENT) {
     global.gc?.();
-    const r = await peer.run(tasks);
-    concurrent.set(tasks, stepsPerSecond(tasks, r.ms));
+    concurrent.set(tasks, await concurrentCase(async (n) => (await peer.run(n)).ms, tasks));
   }
   return { sequential: stepsPerSecond(SEQ_TASKS, elapsed), stepMs, concurrent };
 }

@@ -1,11 +1,10 @@
-import { spawn } from 'node:child_process';
 import { jetstream } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/nats-core';
-import path from 'node:path';
 import pino from 'pino';
 import { Host } from '../actors/host.ts';
 import { compileConfig } from '../config/load.ts';
 import { subjects as makeSubjects } from '../runtime/subjects.ts';
+import { startHostProcess } from './hosts.ts';
 import { instantModel, loopAgent } from './workloads.ts';
 
 /**
@@ -16,14 +15,7 @@ import { instantModel, loopAgent } from './workloads.ts';
 export async function recovery(nc: NatsConnection, natsUrl: string, tasks: number, leaseMs: number): Promise<{ resumed: number[]; allDoneMs: number; lost: number }> {
   const prefix = `brec${Date.now().toString(36)}`;
   const s = makeSubjects(prefix);
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, 'host-process.ts')], {
-    env: { PATH: process.env.PATH ?? '', NATS_URL: natsUrl, PREFIX: prefix, LEASE_MS: String(leaseMs), MODEL_MS: '300' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-    child.once('exit', (code) => reject(new Error(`bench host exited (${code}) before it was ready`)));
-  });
+  const child = await startHostProcess({ natsUrl, prefix, leaseMs, modelMs: 300 });
   const js = jetstream(nc);
   const accepted = new Set<string>();
   const resumedAt = new Map<string, number>();
@@ -44,7 +36,7 @@ export async function recovery(nc: NatsConnection, natsUrl: string, tasks: numbe
   const survivor = new Host({ nc, config: compileConfig({ prefix, host: { leaseMs, concurrency: 2000 } }), agents: [loopAgent], model: instantModel, logger: pino({ level: 'silent' }) });
   await survivor.start();
   const killedAt = performance.now();
-  child.kill('SIGKILL');
+  await child.kill();
   const finished = await Promise.race([done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), leaseMs + 60_000))]);
   const allDoneMs = performance.now() - killedAt;
   sub.unsubscribe();

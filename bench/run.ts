@@ -16,7 +16,7 @@ import { fmt, percentile, table } from './stats.ts';
 import { echoBwrap, echoInline, echoThread } from './tools.ts';
 import { parkedTasks } from './parked.ts';
 import { recovery } from './recovery.ts';
-import { CONCURRENT, SEQ_TASKS, troupeConcurrent, troupeSequential, type LoopFigures } from './loop.ts';
+import { CONCURRENT, HOSTS_PER_CORE, SEQ_TASKS, troupeConcurrent, troupeHostsConcurrent, troupeSequential, type TroupeFigures } from './loop.ts';
 import { natsDurability, peersSection } from './peers/index.ts';
 import { kvFloor, LOOP_STEPS } from './workloads.ts';
 
@@ -36,7 +36,7 @@ const raw = await connect({ servers: [server.url], name: 'troupe-bench-floor', n
 process.stdout.write(`troupe bench — Node ${process.version}, ${cpus().length} CPUs (load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}), nats-server ${nc.info?.version ?? '?'} at ${server.url} (${natsDurability(nc.info?.version ?? '?').detail})\n`);
 
 try {
-  let loopFigures: LoopFigures | undefined;
+  let loopFigures: TroupeFigures | undefined;
   if (want('loop')) {
     const floorCpu = process.cpuUsage();
     const floor1 = (SEQ_TASKS * LOOP_STEPS) / ((await kvFloor(raw, 1, SEQ_TASKS * LOOP_STEPS, 1)) / 1000);
@@ -55,19 +55,29 @@ try {
       'npm run bench -- loop',
     );
 
-    const rows: string[][] = [];
+    const floors = new Map<number, number>();
     const concurrent = new Map<number, number>();
     for (const tasks of CONCURRENT) {
-      const floor = (tasks * LOOP_STEPS) / ((await kvFloor(raw, tasks, LOOP_STEPS, 1)) / 1000);
-      const agg = await troupeConcurrent(nc, tasks);
-      concurrent.set(tasks, agg);
-      rows.push([`${tasks} tasks at once`, fmt(floor), fmt(agg), `${fmt((agg / floor) * 100)}%`]);
+      floors.set(tasks, (tasks * LOOP_STEPS) / ((await kvFloor(raw, tasks, LOOP_STEPS, 1)) / 1000));
+      concurrent.set(tasks, await troupeConcurrent(nc, tasks));
     }
-    table('10-step tool loop, concurrent tasks (aggregate steps/s)', ['workload', 'KV floor steps/s', 'troupe steps/s', 'troupe / floor'], rows, 'npm run bench -- loop');
-    loopFigures = { sequential: seq.stepsPerSecond, stepMs: seq.stepMs, concurrent };
+    // A host is one Node process: on a machine of several cores, run one per core (`troupe host`).
+    const perCore = HOSTS_PER_CORE > 1 ? await troupeHostsConcurrent(nc, server.url, HOSTS_PER_CORE, CONCURRENT) : undefined;
+    const share = (steps: number | undefined, floor: number) => (steps === undefined ? '-' : `${fmt((steps / floor) * 100)}%`);
+    table(
+      '10-step tool loop, concurrent tasks (aggregate steps/s)',
+      ['workload', 'KV floor steps/s', 'troupe, 1 host', '1 host / floor', `troupe, ${HOSTS_PER_CORE} hosts (1 per core)`, `${HOSTS_PER_CORE} hosts / floor`],
+      CONCURRENT.map((tasks) => {
+        const floor = floors.get(tasks)!;
+        return [`${tasks} tasks at once`, fmt(floor), fmt(concurrent.get(tasks)!), share(concurrent.get(tasks), floor), perCore ? fmt(perCore.get(tasks)!) : '-', share(perCore?.get(tasks), floor)];
+      }),
+      'npm run bench -- loop',
+      [`1 host: a host in the bench's own process. ${HOSTS_PER_CORE} hosts: each in a process of its own, all taking tasks from the one queue; the bench process only submits and watches.${perCore ? '' : ' (one core: not run)'}`],
+    );
+    loopFigures = { sequential: seq.stepsPerSecond, stepMs: seq.stepMs, concurrent, ...(perCore ? { perCore } : {}) };
   }
 
-  if (want('peers')) await peersSection(nc, dir, loopFigures, (line) => process.stdout.write(`${line}\n`));
+  if (want('peers')) await peersSection(nc, server.url, dir, loopFigures, (line) => process.stdout.write(`${line}\n`));
 
   if (want('dispatch')) {
     const runner = createToolRunner({ threadPoolSize: 1, bwrapPoolSize: 1 });

@@ -41,18 +41,34 @@ export async function kvFloor(nc: NatsConnection, tasks: number, steps: number, 
   return elapsed;
 }
 
-/** A host running the loop agent, and a way to run batches of tasks through it. */
+/** A host running the loop agent in this process, with a {@link loopDriver} to run tasks through it. */
 export async function loopHost(nc: NatsConnection, prefix: string) {
-  const s = makeSubjects(prefix);
   const host = new Host({ nc, config: compileConfig({ prefix, host: { concurrency: 2000 } }), agents: [loopAgent], model: instantModel, logger: pino({ level: 'silent' }) });
   await host.start();
+  const driver = loopDriver(nc, prefix);
+  return {
+    ...driver,
+    async close() {
+      driver.close();
+      await host.close();
+    },
+  };
+}
+
+/**
+ * Submits loop tasks under `prefix` and waits for their ends, as a submitter does: from the
+ * tasks' events, whichever host (in this process or another) runs them. Keeps the time between a
+ * task's consecutive model calls (its steps) as it goes.
+ */
+export function loopDriver(nc: NatsConnection, prefix: string) {
+  const s = makeSubjects(prefix);
   const js: JetStreamClient = jetstream(nc);
   const lastModelAt = new Map<string, number>();
   const stepLatencies: number[] = [];
   let waiting: { left: number; resolve: () => void } | undefined;
   const sub = nc.subscribe(s.allEvents, {
     callback: (_err, m) => {
-      // Only model and end events matter here; the driver shares the host's CPU, so it parses nothing else.
+      // Only model and end events matter here; the driver may share the host's CPU, so it parses nothing else.
       const text = m.string();
       if (!text.startsWith('{"type":"model"') && !text.startsWith('{"type":"done"') && !text.startsWith('{"type":"failed"')) return;
       const e = JSON.parse(text) as { type: string; taskId: string; at: number };
@@ -74,9 +90,8 @@ export async function loopHost(nc: NatsConnection, prefix: string) {
       await done;
       return performance.now() - started;
     },
-    async close() {
+    close() {
       sub.unsubscribe();
-      await host.close();
     },
   };
 }

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { CONCURRENT, peerLoopFigures, SEQ_TASKS, stepSummary, troupeLoop, type LoopFigures } from '../loop.ts';
+import { CONCURRENT, HOSTS_PER_CORE, peerLoopFigures, SEQ_TASKS, stepSummary, troupeLoop, type LoopFigures, type TroupeFigures } from '../loop.ts';
 import { fmt, table } from '../stats.ts';
 import type { Durability, PeerLoop } from './peer.ts';
 
@@ -48,10 +48,10 @@ async function measure(name: string, start: () => Promise<PeerLoop>): Promise<Ro
  * Runs the section. `troupe` is the loop section's figures when it ran in this process; without
  * them troupe's loop is measured here first, so every row comes from the same run.
  */
-export async function peersSection(nc: NatsConnection, dir: string, troupe: LoopFigures | undefined, log: (line: string) => void): Promise<void> {
+export async function peersSection(nc: NatsConnection, natsUrl: string, dir: string, troupe: TroupeFigures | undefined, log: (line: string) => void): Promise<void> {
   const reused = troupe !== undefined;
-  troupe ??= await troupeLoop(nc, 'bpeer');
-  const rows: Row[] = [{ name: 'troupe (NATS JetStream KV)', figures: troupe, durability: natsDurability(nc.info?.version ?? '?') }];
+  troupe ??= await troupeLoop(nc, natsUrl, 'bpeer');
+  const rows: Row[] = [{ name: 'troupe (NATS JetStream KV), 1 host', figures: troupe, durability: natsDurability(nc.info?.version ?? '?') }];
 
   rows.push(
     await measure('LangGraph.js + SQLite', async () => {
@@ -73,13 +73,19 @@ export async function peersSection(nc: NatsConnection, dir: string, troupe: Loop
       ? [r.name, fmt(r.figures.sequential), stepSummary(r.figures.stepMs), ...CONCURRENT.map((n) => fmt(r.figures!.concurrent.get(n) ?? Number.NaN)), `${r.durability?.short ?? '-'} [${i + 1}]`]
       : [r.name, '-', '-', ...CONCURRENT.map(() => '-'), 'not measured'],
   );
+  // One task at a time runs on one host whatever the number of hosts: the row has the concurrent cases only.
+  const perCore = troupe.perCore;
+  const perCoreName = `troupe, ${HOSTS_PER_CORE} hosts (1 per core)`;
+  if (perCore) cells.splice(1, 0, [perCoreName, '-', '-', ...CONCURRENT.map((n) => fmt(perCore.get(n) ?? Number.NaN)), 'as above [1]']);
   const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 ? `${fmt(a / b, 2)}x` : '-');
   for (const r of rows.slice(1)) {
     const target = TARGETS[r.name as keyof typeof TARGETS];
-    cells.push([`troupe / ${r.name}`, ratio(troupe.sequential, r.figures?.sequential), '', ...CONCURRENT.map((n) => ratio(troupe.concurrent.get(n), r.figures?.concurrent.get(n))), target ? `target ≥ ${target}x` : '']);
+    cells.push([`troupe, 1 host / ${r.name}`, ratio(troupe.sequential, r.figures?.sequential), '', ...CONCURRENT.map((n) => ratio(troupe.concurrent.get(n), r.figures?.concurrent.get(n))), target ? `target ≥ ${target}x` : '']);
+    if (perCore) cells.push([`${perCoreName} / ${r.name}`, '', '', ...CONCURRENT.map((n) => ratio(perCore.get(n), r.figures?.concurrent.get(n))), target ? `target ≥ ${target}x` : '']);
   }
   const notes = rows.map((r, i) => (r.error ? `[${i + 1}] ${r.name}: not measured: ${r.error}` : `[${i + 1}] ${r.durability?.detail ?? ''}`));
-  if (reused) notes.push("troupe's row is the loop section's figures from this same run.");
+  if (reused) notes.push("troupe's rows are the loop section's figures from this same run.");
+  if (perCore) notes.push(`${perCoreName}: each host in a process of its own, all taking tasks from the one queue, as \`troupe host\` started once per core; the bench process only submits and watches.`);
   table(
     `10-step tool loop on troupe and its peers, one run on this machine (steps/s; each step: a model call answered at once, a noop tool call, the runner's durable checkpoints; one at a time = ${SEQ_TASKS} tasks in a row)`,
     header,
