@@ -12,7 +12,7 @@ import { subjects as makeSubjects, type Subjects } from '../runtime/subjects.ts'
 import { TaskEvents } from '../runtime/task-events.ts';
 import { TaskQueue } from '../runtime/task-queue.ts';
 import { ensureTopology, type Topology } from '../runtime/topology.ts';
-import { baselineSchema, ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRecord, type SnapshotEnvelope } from '../runtime/wire.ts';
+import { baselineSchema, ledgerRecordSchema, snapshotEnvelopeSchema, type Budget, type LedgerRecord, type Rejection, type SnapshotEnvelope } from '../runtime/wire.ts';
 import type { Agent, ResolvedLimits } from './agent.ts';
 import { Breakers } from './breakers.ts';
 import { CancelDesk } from './cancel-desk.ts';
@@ -219,9 +219,7 @@ export class Host implements AsyncDisposable {
     try {
       const read = readTaskMessage(msg, this.subjects, (name) => this.agents.get(name), this.o.config.host.maxTaskBytes, this.principals);
       if (read.kind === 'refusal') {
-        await this.events!.reject({ agent: read.agent, taskId: read.taskId, error: read.error, payloadPreview: read.payloadPreview }, read.replyTo);
-        this.log.info({ taskId: read.taskId, agent: read.agent, error: read.error }, 'task rejected');
-        await queue.ack(msg);
+        await this.refuse(msg, { agent: read.agent, taskId: read.taskId, error: read.error, payloadPreview: read.payloadPreview }, read.replyTo);
         return;
       }
       // A submission's first delivery is almost always a new task: claim it at once, and read
@@ -257,6 +255,13 @@ export class Host implements AsyncDisposable {
     }
   }
 
+  /** Refuses a submission: recorded on the rejected stream, its sender told, and its message taken off the queue. */
+  private async refuse(msg: JsMsg, rejection: Omit<Rejection, 'at'>, replyTo: string | undefined): Promise<void> {
+    await this.events!.reject(rejection, replyTo);
+    this.log.info({ taskId: rejection.taskId, agent: rejection.agent, error: rejection.error }, 'task rejected');
+    await this.queue!.ack(msg);
+  }
+
   /** Creates and runs a submitted task (or refuses one whose first state is too large to save); false, doing nothing, if its key is already taken. */
   private async createTask(msg: JsMsg, sub: Submission): Promise<boolean> {
     const agent = this.agents.get(sub.agent)!;
@@ -281,9 +286,7 @@ export class Host implements AsyncDisposable {
       if (isOverMaxPayload(err)) {
         // Its first state cannot be saved, so no delivery of it ever could: refused at once, not redelivered until poison.
         const error = { code: ErrorCode.payloadTooLarge, message: `task ${sub.taskId}'s first state (its input, in the agent's conversation) is larger than the NATS server accepts in one message (max_payload), so it cannot be saved. Send large inputs by reference (a URL or object-store key), or keep host.maxTaskBytes well below the server's max_payload` };
-        await this.events!.reject({ agent: sub.agent, taskId: sub.taskId, error }, sub.replyTo);
-        this.log.info({ taskId: sub.taskId, agent: sub.agent, error }, 'task rejected');
-        await this.queue!.ack(msg);
+        await this.refuse(msg, { agent: sub.agent, taskId: sub.taskId, error }, sub.replyTo);
         return true;
       }
       throw err;

@@ -157,10 +157,11 @@ function readChecked(msg: JsMsg, { agentName, replyTo, refuse, agents, maxTaskBy
     // Hosts hand tasks over without a reply subject; a client setting the header is refused, not silently dropped.
     if (replyTo !== undefined) return refuse(ErrorCode.invalidTask, `the ${Headers.resume} header is internal to hand-overs between hosts; remove it (and ${Headers.resumeToken}) to submit a task.`);
     // A host always sends its token; a hand-over without one is not from a host.
-    if (!msg.headers?.get(Headers.resumeToken)) return refuse(ErrorCode.invalidTask, `a hand-over without a ${Headers.resumeToken} header is not from a host; the ${Headers.resume} header is internal to hand-overs between hosts: remove it to submit a task.`);
+    const token = msg.headers?.get(Headers.resumeToken);
+    if (!token) return refuse(ErrorCode.invalidTask, `a hand-over without a ${Headers.resumeToken} header is not from a host; the ${Headers.resume} header is internal to hand-overs between hosts: remove it to submit a task.`);
     const id = taskIdSchema.safeParse(resumeOf);
     if (!id.success) return refuse(ErrorCode.invalidTaskId, `hand-over names an invalid taskId`);
-    return { kind: 'resumption', taskId: id.data as TaskId, agent: agentName, token: msg.headers?.get(Headers.resumeToken) ?? '' };
+    return { kind: 'resumption', taskId: id.data as TaskId, agent: agentName, token };
   }
 
   if (msg.data.length > maxTaskBytes) {
