@@ -86,7 +86,7 @@ export async function troupeConcurrent(nc: NatsConnection, tasks: number, prefix
  * watches. Each host is warmed up like the one host of the other cases (`WARM_UP` tasks one at a
  * time per host); then each case of `counts` runs as {@link concurrentCase}. Aggregate steps/s per count.
  */
-export async function troupeHostsConcurrent(nc: NatsConnection, natsUrl: string, hosts: number, counts: readonly number[], prefix = `bhosts${hosts}`): Promise<Map<number, number>> {
+async function troupeHostsConcurrent(nc: NatsConnection, natsUrl: string, hosts: number, counts: readonly number[], prefix = `bhosts${hosts}`): Promise<Map<number, number>> {
   const started = await Promise.allSettled(Array.from({ length: hosts }, () => startHostProcess({ natsUrl, prefix, modelMs: 0 })));
   const driver = loopDriver(nc, prefix);
   try {
@@ -105,6 +105,11 @@ export async function troupeHostsConcurrent(nc: NatsConnection, natsUrl: string,
 /** Hosts of the host-per-core case: one per CPU this process may use. */
 export const HOSTS_PER_CORE = availableParallelism();
 
+/** The concurrent cases with a host per core (see {@link troupeHostsConcurrent}); undefined on a machine of one core, where it is the one host. */
+export function troupePerCore(nc: NatsConnection, natsUrl: string, prefix?: string): Promise<Map<number, number> | undefined> {
+  return HOSTS_PER_CORE > 1 ? troupeHostsConcurrent(nc, natsUrl, HOSTS_PER_CORE, CONCURRENT, prefix) : Promise.resolve(undefined);
+}
+
 /** troupe's figures: one host in this process, and (on a machine of more than one core) the concurrent cases with a host per core. */
 export interface TroupeFigures extends LoopFigures {
   perCore?: Map<number, number>;
@@ -115,7 +120,7 @@ export async function troupeLoop(nc: NatsConnection, natsUrl: string, prefix: st
   const seq = await troupeSequential(nc, `${prefix}seq`);
   const concurrent = new Map<number, number>();
   for (const tasks of CONCURRENT) concurrent.set(tasks, await troupeConcurrent(nc, tasks, `${prefix}con${tasks}`));
-  const perCore = HOSTS_PER_CORE > 1 ? await troupeHostsConcurrent(nc, natsUrl, HOSTS_PER_CORE, CONCURRENT, `${prefix}hosts`) : undefined;
+  const perCore = await troupePerCore(nc, natsUrl, `${prefix}hosts`);
   return { sequential: seq.stepsPerSecond, stepMs: seq.stepMs, concurrent, ...(perCore ? { perCore } : {}) };
 }
 

@@ -16,7 +16,7 @@ import { fmt, percentile, table } from './stats.ts';
 import { echoBwrap, echoInline, echoThread } from './tools.ts';
 import { parkedTasks } from './parked.ts';
 import { recovery } from './recovery.ts';
-import { CONCURRENT, HOSTS_PER_CORE, SEQ_TASKS, troupeConcurrent, troupeHostsConcurrent, troupeSequential, type TroupeFigures } from './loop.ts';
+import { CONCURRENT, HOSTS_PER_CORE, SEQ_TASKS, troupeConcurrent, troupePerCore, troupeSequential, type TroupeFigures } from './loop.ts';
 import { natsDurability, peersSection } from './peers/index.ts';
 import { kvFloor, LOOP_STEPS } from './workloads.ts';
 
@@ -62,7 +62,7 @@ try {
       concurrent.set(tasks, await troupeConcurrent(nc, tasks));
     }
     // A host is one Node process: on a machine of several cores, run one per core (`troupe host`).
-    const perCore = HOSTS_PER_CORE > 1 ? await troupeHostsConcurrent(nc, server.url, HOSTS_PER_CORE, CONCURRENT) : undefined;
+    const perCore = await troupePerCore(nc, server.url);
     const share = (steps: number | undefined, floor: number) => (steps === undefined ? '-' : `${fmt((steps / floor) * 100)}%`);
     table(
       '10-step tool loop, concurrent tasks (aggregate steps/s)',
