@@ -85,10 +85,10 @@ export class TaskEffects {
           }));
           const { stopReason, attempts, latencyMs, costUsd, model, role } = result;
           const trimmed = trim.elidedToolResults || trim.droppedTurns ? { trimmed: { estimatedTokens: trim.estimatedTokens, elidedToolResults: trim.elidedToolResults, droppedTurns: trim.droppedTurns } } : {};
-          deps.events.stepEvent(taskId, { type: 'model', key: call.key, model, role, usage: u, costUsd, latencyMs, stopReason, attempts, replayed, ...trimmed }, `${call.key}:model`);
           supervisor.settle(call.key, result);
           const { used, limits } = supervisor.context;
-          deps.events.stepEvent(taskId, { type: 'budget', used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits }, `${call.key}:budget`);
+          const budget = { used: { usd: used.usd, tokens: used.tokens, steps: used.steps }, limits };
+          deps.events.stepEvent(taskId, { type: 'model', key: call.key, model, role, usage: u, costUsd, latencyMs, stopReason, attempts, replayed, ...trimmed, budget }, `${call.key}:model`);
           this.o.actOnVerdict();
         },
       },

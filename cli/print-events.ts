@@ -12,7 +12,7 @@ export function formatEvent(e: TaskEvent): string | undefined {
     case 'progress':
       return undefined;
     case 'model':
-      return `model ${e.model} [${e.role}] ${e.usage.inputTokens}+${e.usage.cacheReadInputTokens + e.usage.cacheCreationInputTokens} in / ${e.usage.outputTokens} out tokens, $${e.costUsd.toFixed(6)}, ${e.latencyMs} ms, ${e.stopReason ?? '-'}${e.attempts > 1 ? `, ${e.attempts} attempts` : ''}${e.replayed ? ' (replayed from ledger)' : ''}`;
+      return `model ${e.model} [${e.role}] ${e.usage.inputTokens}+${e.usage.cacheReadInputTokens + e.usage.cacheCreationInputTokens} in / ${e.usage.outputTokens} out tokens, $${e.costUsd.toFixed(6)}, ${e.latencyMs} ms, ${e.stopReason ?? '-'}${e.attempts > 1 ? `, ${e.attempts} attempts` : ''}${e.replayed ? ' (replayed from ledger)' : ''}${e.budget ? `; ${budgetUsed(e.budget)}` : ''}`;
     case 'tool':
       return `tool ${e.tool}${e.args !== undefined ? `(${brief(e.args)})` : ''} ${e.status}${e.gate ? ` by the ${e.gate} gate` : ''}${e.error ? `: ${e.error.code}: ${e.error.message}` : ''} (${e.latencyMs} ms)${e.replayed ? ' (replayed from ledger)' : ''}`;
     case 'waiting':
@@ -23,8 +23,6 @@ export function formatEvent(e: TaskEvent): string | undefined {
       return `handed over to ${e.to} as ${e.childTaskId}, passing: ${e.context}`;
     case 'inbox':
       return `inbox event #${e.seq} (${e.eventType}) ${e.accepted ? 'received' : `refused: ${e.error?.code}: ${e.error?.message}`}`;
-    case 'budget':
-      return `budget used: $${e.used.usd.toFixed(6)}${e.limits.usd === null ? '' : ` of $${e.limits.usd}`}, ${e.used.tokens}${e.limits.tokens === null ? '' : ` of ${e.limits.tokens}`} tokens, ${e.used.steps} of ${e.limits.steps} steps`;
     case 'limit':
       return `limit ${e.limit} reached (${e.used} of ${e.max}): ${e.action === 'escalate' ? 'asking an approver' : 'stopping'} — ${e.message}`;
     case 'escalated':
@@ -46,4 +44,9 @@ export function formatEvent(e: TaskEvent): string | undefined {
 function brief(value: unknown): string {
   const json = typeof value === 'string' ? value : (JSON.stringify(value) ?? '');
   return json.length > 160 ? `${json.slice(0, 157)}...` : json;
+}
+
+/** What a task's budget has used so far, against its limits. */
+function budgetUsed({ used, limits }: NonNullable<Extract<TaskEvent, { type: 'model' }>['budget']>): string {
+  return `budget used: $${used.usd.toFixed(6)}${limits.usd === null ? '' : ` of $${limits.usd}`}, ${used.tokens}${limits.tokens === null ? '' : ` of ${limits.tokens}`} tokens, ${used.steps} of ${limits.steps} steps`;
 }

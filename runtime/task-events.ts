@@ -7,7 +7,7 @@ import type { ApprovalRequest } from './approvals.ts';
 import type { Rejection, TaskEvent, TaskEventBody, TaskVerdict } from './wire.ts';
 
 /** The events a step makes as it goes, published without acknowledgement (see {@link TaskEvents.stepEvent}). */
-export type StepEventBody = Extract<TaskEventBody, { type: 'state' | 'model' | 'budget' | 'tool' }>;
+export type StepEventBody = Extract<TaskEventBody, { type: 'state' | 'model' | 'tool' }>;
 
 const encoder = new TextEncoder();
 
@@ -54,8 +54,8 @@ export class TaskEvents {
   }
 
   /**
-   * Publishes what a step does as it goes (its states, model calls, budget, tool calls)
-   * without asking for the stream's acknowledgement: a step makes five of these, and waiting
+   * Publishes what a step does as it goes (its states, model calls, tool calls)
+   * without asking for the stream's acknowledgement: a step makes four of these, and waiting
    * for, matching and parsing five acknowledgements was about a tenth of a host's work per step
    * with many tasks at once. The events stream stores them all the same, and `msgId` still makes
    * a re-publication after a crash a no-op. What is given up: a step event sent while the stream

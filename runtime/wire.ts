@@ -103,6 +103,12 @@ const usageSchema = z.object({
 
 const eventBase = { taskId: z.string(), at: z.number() };
 
+/** A task's budget at a point in time: what it has used, and its limits (`null`: none). */
+const budgetUseSchema = z.object({
+  used: z.object({ usd: z.number(), tokens: z.number(), steps: z.number() }),
+  limits: z.object({ usd: z.number().nullable(), tokens: z.number().nullable(), steps: z.number(), wallClock: z.number(), noProgress: z.number() }),
+});
+
 /** Everything a watcher sees on `troupe.task.<taskId>.events`, discriminated on `type`. */
 export const taskEventSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('accepted'), ...eventBase, agent: z.string() }),
@@ -123,6 +129,8 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     replayed: z.boolean(),
     /** Present when older context was trimmed to fit the agent's context budget. */
     trimmed: z.object({ estimatedTokens: z.number(), elidedToolResults: z.number(), droppedTurns: z.number() }).optional(),
+    /** The task's budget once this call is counted: what it has used, and its limits. Absent from events written by older hosts, which sent it as a `budget` event of its own. */
+    budget: budgetUseSchema.optional(),
   }),
   z.object({
     type: z.literal('tool'),
@@ -137,12 +145,6 @@ export const taskEventSchema = z.discriminatedUnion('type', [
     error: wireErrorSchema.optional(),
     latencyMs: z.number(),
     replayed: z.boolean(),
-  }),
-  z.object({
-    type: z.literal('budget'),
-    ...eventBase,
-    used: z.object({ usd: z.number(), tokens: z.number(), steps: z.number() }),
-    limits: z.object({ usd: z.number().nullable(), tokens: z.number().nullable(), steps: z.number(), wallClock: z.number(), noProgress: z.number() }),
   }),
   z.object({ type: z.literal('limit'), ...eventBase, limit: z.string(), used: z.number(), max: z.number(), message: z.string(), action: z.enum(['stop', 'escalate']) }),
   z.object({ type: z.literal('waiting'), ...eventBase, children: z.array(z.string()).optional(), join: z.union([z.literal('all'), z.literal('first'), z.number()]).optional(), inbox: z.object({ after: z.number(), until: z.number().nullable() }).optional() }),

@@ -44,6 +44,7 @@ describe('round trips per step', () => {
       [`$KV.${s.buckets.ledger}.`, 'ledger write'],
       [`$JS.API.DIRECT.GET.KV_${s.buckets.ledger}`, 'ledger read'],
       [`$JS.API.DIRECT.GET.KV_${s.buckets.snapshots}`, 'snapshot read'],
+      [s.events(`${prefix}-1`), 'event'],
     ] as const;
     const original = host.nc.publish.bind(host.nc);
     host.nc.publish = ((subject: string, ...rest: Parameters<typeof original> extends [string, ...infer R] ? R : never) => {
@@ -72,6 +73,9 @@ describe('round trips per step', () => {
     expect(counted.get('ledger read') ?? 0).toBe(0);
     // A new task is created without first reading whether it exists (the create would fail if it did).
     expect(counted.get('snapshot read') ?? 0).toBe(0);
+    // Events for watchers: a state event as each model call and each tool round starts, one event
+    // per model call (its budget in it) and per tool call; and `accepted`, the final state, `done`.
+    expect(counted.get('event') ?? 0).toBe(1 + 2 * STEPS + 2 * (STEPS - 1) + 2);
   });
 
   it('writes the intent of every side-effecting call before it runs', async () => {

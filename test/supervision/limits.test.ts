@@ -87,8 +87,8 @@ describe('limits on real tasks', () => {
     expect(spent).toBeGreaterThan(0.1);
     expect(spent).toBeLessThanOrEqual(0.25);
     // The last call was clamped: it asked for less than the route's 4096 tokens.
-    const budgets = events.filter((e) => e.type === 'budget') as Array<{ used: { usd: number } }>;
-    expect(budgets.at(-1)!.used.usd).toBeCloseTo(spent, 12);
+    const calls = events.filter((e) => e.type === 'model') as Array<{ budget?: { used: { usd: number } } }>;
+    expect(calls.at(-1)!.budget!.used.usd).toBeCloseTo(spent, 12);
     const requests = sim.stats().requests.filter((r) => r.script === 'verbose');
     expect(requests.at(-1)!.maxTokens).toBeLessThan(4096);
   });
