@@ -56,7 +56,7 @@ export class TaskEvents {
   /**
    * Publishes what a step does as it goes (its states, model calls, tool calls)
    * without asking for the stream's acknowledgement: a step makes four of these, and waiting
-   * for, matching and parsing five acknowledgements was about a tenth of a host's work per step
+   * for, matching and parsing their acknowledgements was about a tenth of a host's work per step
    * with many tasks at once. The events stream stores them all the same, and `msgId` still makes
    * a re-publication after a crash a no-op. What is given up: a step event sent while the stream
    * cannot take it (no leader during a cluster failover) is lost without a trace, where an
