@@ -7,7 +7,7 @@ import { isNatsFailure } from '../runtime/connection.ts';
 import type { DelegationDeps } from './delegation.ts';
 import type { Inbox } from './inbox.ts';
 import type { SemanticChecks } from './semantic-checks.ts';
-import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine, type Snapshot } from 'xstate';
+import { createActor, fromPromise, type AnyActor, type AnyMachineSnapshot, type AnyStateMachine } from 'xstate';
 import type { Clock } from '../common/clock.ts';
 import { ensureError, ErrorCode } from '../common/errors.ts';
 import { agentLoopMachine } from '../machines/agent-loop.machine.ts';
@@ -246,7 +246,7 @@ export class TaskRunner {
     runner.supervisor = env.supervisor
       ? TaskSupervisor.restore(env.supervisor, deps.inspect)
       : TaskSupervisor.create({ ...fallbackLimits, wallClockMs: env.deadlineAt === null ? fallbackLimits.wallClockMs : env.deadlineAt - env.createdAt }, env.createdAt, deps.inspect);
-    runner.actor = runner.createAgentActor({ snapshot: restorableSnapshot(env.snapshot) });
+    runner.actor = runner.createAgentActor({ stored: env.snapshot });
     runner.lastState = env.state;
     const revision = await deps.store.update(runner.taskId, claimed, stored.revision);
     runner.attachWriter(revision);
@@ -382,9 +382,13 @@ export class TaskRunner {
     return machine;
   }
 
-  /** The task's agent actor (not started), from its input or a snapshot, with its effects bound to this runner. */
-  private createAgentActor(from: { input: unknown } | { snapshot: Snapshot<unknown> }): AnyActor {
-    const actor = createActor(TaskRunner.machineOf(this.agent), { ...from, ...this.inspection() } as never) as AnyActor;
+  /**
+   * The task's agent actor (not started), from its input or from a snapshot as its envelope stores
+   * it (see {@link storedSnapshot}), with its effects bound to this runner.
+   */
+  private createAgentActor(from: { input: unknown } | { stored: unknown }): AnyActor {
+    const start = 'stored' in from ? { snapshot: restorableSnapshot(from.stored) } : from;
+    const actor = createActor(TaskRunner.machineOf(this.agent), { ...start, ...this.inspection() } as never) as AnyActor;
     TaskRunner.runners.set(actor.system, this);
     return actor;
   }
@@ -651,7 +655,7 @@ export class TaskRunner {
     if (this.ending) return;
     const last = this.writer.written;
     if (last.supervisor) this.supervisor = TaskSupervisor.restore(last.supervisor, this.deps.inspect);
-    this.actor = this.createAgentActor({ snapshot: restorableSnapshot(last.snapshot) });
+    this.actor = this.createAgentActor({ stored: last.snapshot });
     this.lastAgent = this.actor.getSnapshot();
     this.writer.resume();
     this.watch();
