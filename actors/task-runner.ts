@@ -25,7 +25,7 @@ import { ApprovalNeededSignal, HandoffSignal, LimitReachedSignal, WaitSignal } f
 import type { ModelClient } from './model/model-client.ts';
 import { SnapshotWriter } from './snapshot-writer.ts';
 import { partialOf, stateString, stepOf, taskInputOf, toTaskOutcome } from './snapshot-view.ts';
-import { restorableSnapshot, storedSnapshot } from './stored-snapshot.ts';
+import { persistedWithoutWalk, restorableSnapshot, storedSnapshot } from './stored-snapshot.ts';
 import { TaskSupervisor, type InspectionObserver } from './task-supervisor.ts';
 import { ProgressStream, TaskEffects } from './task-effects.ts';
 
@@ -377,7 +377,10 @@ export class TaskRunner {
       delegate: bound<DelegateOutput, DelegateInput>((r, input, signal) => r.effect(signal, () => r.effects.delegate(input))),
       wait: bound<WaitOutput, WaitInput>((r, input, signal) => r.effect(signal, () => r.effects.wait(input))),
     };
-    machine = agent.machine.provide({ actors: { ...effects, agentLoop: agentLoopMachine.provide({ actors: effects }) } });
+    // Both persisted without XState's walk of their (JSON) contexts: see persistedWithoutWalk.
+    const sources = new Set([...Object.keys(effects), 'agentLoop']);
+    const agentLoop = persistedWithoutWalk(agentLoopMachine.provide({ actors: effects }), sources);
+    machine = persistedWithoutWalk(agent.machine.provide({ actors: { ...effects, agentLoop } }), sources);
     TaskRunner.machines.set(agent, machine);
     return machine;
   }

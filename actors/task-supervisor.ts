@@ -11,6 +11,10 @@ import type { ModelCallResult } from './model/model-client.ts';
 import type { CallQuote } from './model/quote.ts';
 import type { Budget } from '../runtime/wire.ts';
 import { budgetOf } from './delegation.ts';
+import { persistedWithoutWalk } from './stored-snapshot.ts';
+
+/** The supervisor's machine, persisted without XState's walk of its (JSON) context: see persistedWithoutWalk. */
+const machine = persistedWithoutWalk(supervisorMachine.provide({}), new Set());
 
 /** A breach the task must act on now. */
 export interface Verdict {
@@ -31,13 +35,13 @@ export class TaskSupervisor {
 
   static create(limits: ResolvedLimits, startedAt: number, inspect?: InspectionObserver): TaskSupervisor {
     const { onBreach, wallClockMs, ...rest } = limits;
-    const actor = createActor(supervisorMachine, { input: { limits: { ...rest, wallClock: wallClockMs }, onBreach, startedAt }, ...(inspect ? { inspect } : {}) });
+    const actor = createActor(machine, { input: { limits: { ...rest, wallClock: wallClockMs }, onBreach, startedAt }, ...(inspect ? { inspect } : {}) });
     actor.start();
     return new TaskSupervisor(actor);
   }
 
   static restore(persisted: unknown, inspect?: InspectionObserver): TaskSupervisor {
-    const actor = createActor(supervisorMachine, { snapshot: persisted as Snapshot<unknown>, ...(inspect ? { inspect } : {}) } as never) as Actor<typeof supervisorMachine>;
+    const actor = createActor(machine, { snapshot: persisted as Snapshot<unknown>, ...(inspect ? { inspect } : {}) } as never) as Actor<typeof supervisorMachine>;
     actor.start();
     return new TaskSupervisor(actor);
   }

@@ -4,7 +4,8 @@ import { headers } from '@nats-io/nats-core';
 import { z } from 'zod';
 import { defineAgent } from '../../actors/agent.ts';
 import type { ModelClient } from '../../actors/model/model-client.ts';
-import { restorableSnapshot, storedSnapshot } from '../../actors/stored-snapshot.ts';
+import { assign, createActor, createMachine, fromPromise, setup, spawnChild, type AnyActorRef } from 'xstate';
+import { persistedWithoutWalk, restorableSnapshot, storedSnapshot } from '../../actors/stored-snapshot.ts';
 import { subjects as makeSubjects } from '../../runtime/subjects.ts';
 import { defineTool } from '../../sandbox/tool.ts';
 import { useNats } from '../helpers/nats.ts';
@@ -61,6 +62,47 @@ describe('a stored snapshot keeps a child input it shares with the context once'
   it('restores a snapshot stored before this form unchanged', () => {
     expect(restorableSnapshot(JSON.parse(JSON.stringify(persisted)))).toEqual(persisted);
     expect(restorableSnapshot(null)).toBeNull();
+  });
+});
+
+/** XState walks the whole context for actor references each time it persists; troupe's contexts are JSON. */
+describe('a machine persisted without the walk of its context', () => {
+  const effect = fromPromise<string, { messages: unknown[] }>(() => new Promise(() => {}));
+  const loop = () =>
+    setup({ types: {} as { context: { messages: unknown[]; ref?: AnyActorRef } }, actors: { model: effect, helper: createMachine({}) } }).createMachine({
+      context: { messages: [{ role: 'user', content: [{ type: 'text', text: 'hi' }] }] },
+      initial: 'thinking',
+      states: {
+        thinking: { invoke: { src: 'model', input: ({ context }) => ({ messages: context.messages }) }, on: { spawn: 'spawning' } },
+        spawning: { entry: assign({ ref: ({ spawn }) => spawn('helper', { id: 'h' }) }) },
+      },
+    });
+
+  it('persists what XState persists, without looking inside the context', () => {
+    const plain = createActor(loop()).start();
+    const fast = createActor(persistedWithoutWalk(loop(), new Set(['model']))).start();
+    expect(fast.getPersistedSnapshot()).toEqual(plain.getPersistedSnapshot());
+    // A context XState walks is looked into (`'sessionId' in value`); this one never is.
+    let looked = 0;
+    const watched = new Proxy({ role: 'user', content: 'hi' }, { has: (target, key) => (looked++, key in target) });
+    const machine = persistedWithoutWalk(loop(), new Set(['model']));
+    const actor = createActor(machine, { snapshot: machine.resolveState({ value: 'thinking', context: { messages: [watched] } }) }).start();
+    looked = 0;
+    const persisted = actor.getPersistedSnapshot() as unknown as { context: { messages: unknown[] } };
+    expect(looked).toBe(0);
+    expect(persisted.context.messages[0]).toBe(watched);
+    const walked = createActor(loop(), { snapshot: loop().resolveState({ value: 'thinking', context: { messages: [watched] } }) }).start();
+    looked = 0;
+    walked.getPersistedSnapshot();
+    expect(looked).toBeGreaterThan(0);
+  });
+
+  it('leaves a snapshot with a spawned actor, whose reference the context may hold, to XState', () => {
+    const actor = createActor(persistedWithoutWalk(loop(), new Set(['model']))).start();
+    actor.send({ type: 'spawn' });
+    const persisted = actor.getPersistedSnapshot() as unknown as { context: { ref: unknown } };
+    expect(persisted.context.ref).toEqual({ xstate$$type: 1, id: 'h' });
+    expect(() => JSON.stringify(persisted)).not.toThrow();
   });
 });
 
