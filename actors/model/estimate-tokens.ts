@@ -26,11 +26,23 @@ function blockChars(block: ContentBlock): number {
   }
 }
 
+/**
+ * Counted messages. A task's conversation is estimated before each of its model calls (trimming,
+ * the cost quote), and all of it but the last turn was counted the call before: without this, a
+ * step cost more the longer its task had run. Messages are values (as in XState context): one
+ * changed after it was counted would keep its old count.
+ */
+const counted = new WeakMap<ModelMessage, number>();
+
 /** Characters of one message's content. */
 export function messageChars(message: ModelMessage): number {
-  return typeof message.content === 'string'
-    ? message.content.length
-    : message.content.reduce((sum, block) => sum + blockChars(block), 0);
+  if (typeof message.content === 'string') return message.content.length;
+  let chars = counted.get(message);
+  if (chars === undefined) {
+    chars = message.content.reduce((sum, block) => sum + blockChars(block), 0);
+    counted.set(message, chars);
+  }
+  return chars;
 }
 
 /** Estimated tokens of a list of messages. */
