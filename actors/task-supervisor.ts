@@ -41,7 +41,7 @@ export class TaskSupervisor {
   }
 
   static restore(persisted: unknown, inspect?: InspectionObserver): TaskSupervisor {
-    const actor = createActor(machine, { snapshot: persisted as Snapshot<unknown>, ...(inspect ? { inspect } : {}) } as never) as Actor<typeof supervisorMachine>;
+    const actor = createActor(machine, { snapshot: withListSets(persisted) as Snapshot<unknown>, ...(inspect ? { inspect } : {}) } as never) as Actor<typeof supervisorMachine>;
     actor.start();
     return new TaskSupervisor(actor);
   }
@@ -154,6 +154,17 @@ export class TaskSupervisor {
   paused(ms: number): void {
     this.actor.send({ type: 'paused', ms });
   }
+}
+
+/**
+ * A supervisor snapshot as any troupe persisted it: before `settled` and `seen` were lists (see
+ * SupervisorContext), they were records of key -> true.
+ */
+function withListSets(persisted: unknown): unknown {
+  const context = (persisted as { context?: Record<string, unknown> } | null)?.context;
+  if (!context || (Array.isArray(context.settled) && Array.isArray(context.seen))) return persisted;
+  const list = (set: unknown) => (Array.isArray(set) ? set : Object.keys((set as object | null) ?? {}));
+  return { ...(persisted as object), context: { ...context, settled: list(context.settled), seen: list(context.seen) } };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { createActor } from 'xstate';
 import { describe, expect, it } from 'vitest';
+import { TaskSupervisor } from '../../actors/task-supervisor.ts';
 import { decideReservation, supervisorMachine, type ReserveEvent, type SupervisorInput } from '../../machines/supervisor.machine.ts';
 
 const input = (over: Partial<SupervisorInput['limits']> = {}, onBreach: Partial<SupervisorInput['onBreach']> = {}): SupervisorInput => ({
@@ -137,5 +138,23 @@ describe('the supervisor statechart', () => {
     const persisted = JSON.parse(JSON.stringify(a.getPersistedSnapshot()));
     const b = createActor(supervisorMachine, { snapshot: persisted, input: input() }).start();
     expect(b.getSnapshot().context.used).toEqual({ usd: 0.2, tokens: 10, steps: 1 });
+  });
+
+  it('restores a snapshot persisted when its sets were records: settled calls and seen steps still count', () => {
+    const a = start(input());
+    a.send(reserve('t/0/0'));
+    a.send({ type: 'settle', key: 't/0/0', usd: 0.2, tokens: 10 });
+    a.send({ type: 'step', fingerprint: 'fp1' });
+    const persisted = JSON.parse(JSON.stringify(a.getPersistedSnapshot())) as { context: Record<string, unknown> };
+    expect(persisted.context.settled).toEqual(['t/0/0']);
+    // As a host before the lists wrote it.
+    persisted.context.settled = { 't/0/0': true };
+    persisted.context.seen = { fp1: true };
+    const b = TaskSupervisor.restore(persisted);
+    b.actor.send({ type: 'settle', key: 't/0/0', usd: 0.2, tokens: 10 });
+    expect(b.context.used.usd).toBe(0.2);
+    b.actor.send({ type: 'step', fingerprint: 'fp1' });
+    expect(b.context.stale).toBe(1);
+    expect(b.context.seen).toEqual(['fp1']);
   });
 });
