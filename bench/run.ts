@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: troupe's own cost, measured in one run on this machine against the floor (bare
  * JetStream KV writes) and against its peers (LangGraph.js with SQLite, Restate) on the same
- * workload. It prints figures and ratios; it asserts nothing. Sections: loop, peers, dispatch,
- * parked, recovery (`npm run bench -- <section>...`; none named runs them all).
+ * workload. It prints figures and ratios; it asserts nothing. Sections: loop, peers, long,
+ * dispatch, parked, recovery (`npm run bench -- <section>...`; none named runs them all).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -16,11 +16,12 @@ import { fmt, percentile, table } from './stats.ts';
 import { echoBwrap, echoInline, echoThread } from './tools.ts';
 import { parkedTasks } from './parked.ts';
 import { recovery } from './recovery.ts';
+import { longTask } from './long.ts';
 import { CONCURRENT, HOSTS_PER_CORE, SEQ_TASKS, troupeConcurrent, troupePerCore, troupeSequential, type TroupeFigures } from './loop.ts';
 import { natsDurability, peersSection } from './peers/index.ts';
-import { kvFloor, LOOP_STEPS } from './workloads.ts';
+import { kvFloor, LONG_RESULT_CHARS, LOOP_STEPS } from './workloads.ts';
 
-const SECTIONS = ['loop', 'peers', 'dispatch', 'parked', 'recovery'];
+const SECTIONS = ['loop', 'peers', 'long', 'dispatch', 'parked', 'recovery'];
 const only = process.argv.slice(2);
 const unknown = only.filter((s) => !SECTIONS.includes(s));
 if (unknown.length) {
@@ -78,6 +79,18 @@ try {
   }
 
   if (want('peers')) await peersSection(nc, server.url, dir, loopFigures, (line) => process.stdout.write(`${line}\n`));
+
+  if (want('long')) {
+    const steps = Number(process.env.BENCH_LONG_STEPS ?? 1000);
+    const phases = await longTask(nc, raw, steps);
+    table(
+      `A long task: one task of ${fmt(steps)} steps (the loop; each tool result ${LONG_RESULT_CHARS} characters, so the conversation, and the snapshot written at every step, grow)`,
+      ['steps', 'troupe ms/step', 'snapshot written, KB', 'KV floor ms/write (same sizes)', 'troupe / floor'],
+      phases.map((p) => [`${fmt(p.from)} to ${fmt(p.to)}`, fmt(p.troupeMs, 2), fmt(p.bytes / 1024, 1), fmt(p.floorMs, 2), `${fmt(p.troupeMs / p.floorMs, 1)}x`]),
+      `BENCH_LONG_STEPS=${steps} npm run bench -- long`,
+      ['The floor writes the task\'s own snapshot sizes, in order, as bare compare-and-set updates of one key: the cost of writing the whole state at every step, by itself.'],
+    );
+  }
 
   if (want('dispatch')) {
     const runner = createToolRunner({ threadPoolSize: 1, bwrapPoolSize: 1 });

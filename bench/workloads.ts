@@ -3,7 +3,7 @@ import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/nats-core';
 import pino from 'pino';
 import { z } from 'zod';
-import { defineAgent } from '../actors/agent.ts';
+import { defineAgent, type Agent } from '../actors/agent.ts';
 import { Host } from '../actors/host.ts';
 import type { ContentBlock, ModelCallRequest, ModelCallResult, ModelClient } from '../actors/model/model-client.ts';
 import { compileConfig } from '../config/load.ts';
@@ -13,14 +13,19 @@ import { defineTool } from '../sandbox/tool.ts';
 /** Steps of the tool-loop workload: nine rounds of model call + tool call, then a final answer. */
 export const LOOP_STEPS = 10;
 
-/** An in-process model answering at once: a tool call for the first nine turns, then text. */
-export const instantModel: ModelClient = {
-  async call(request: ModelCallRequest): Promise<ModelCallResult> {
-    const turn = request.messages.filter((m) => m.role === 'assistant').length;
-    const content: ContentBlock[] = turn < LOOP_STEPS - 1 ? [{ type: 'tool_use', id: `tu_${turn}`, name: 'noop', input: { n: turn } }] : [{ type: 'text', text: 'done' }];
-    return { content, stopReason: turn < LOOP_STEPS - 1 ? 'tool_use' : 'end_turn', model: 'instant', role: request.role, usage: { inputTokens: 10, outputTokens: 5, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 }, costUsd: 0, latencyMs: 0, attempts: 1 };
-  },
-};
+/** An in-process model answering at once: a call of `tool` for the first `steps - 1` turns, then text. */
+export function instantModelOf(steps: number, tool = 'noop'): ModelClient {
+  return {
+    async call(request: ModelCallRequest): Promise<ModelCallResult> {
+      const turn = request.messages.filter((m) => m.role === 'assistant').length;
+      const content: ContentBlock[] = turn < steps - 1 ? [{ type: 'tool_use', id: `tu_${turn}`, name: tool, input: { n: turn } }] : [{ type: 'text', text: 'done' }];
+      return { content, stopReason: turn < steps - 1 ? 'tool_use' : 'end_turn', model: 'instant', role: request.role, usage: { inputTokens: 10, outputTokens: 5, cacheCreationInputTokens: 0, cacheReadInputTokens: 0 }, costUsd: 0, latencyMs: 0, attempts: 1 };
+    },
+  };
+}
+
+/** The loop's model: a tool call for the first nine turns, then text. */
+export const instantModel = instantModelOf(LOOP_STEPS);
 
 const noop = defineTool({ name: 'noop', description: 'does nothing', input: z.object({ n: z.number() }), output: z.object({ n: z.number() }), run: async ({ n }) => ({ n }) });
 export const loopAgent = defineAgent({ name: 'loop', description: 'the 10-step tool loop', input: z.object({ i: z.number() }), system: 'bench', tools: [noop], limits: { steps: LOOP_STEPS + 2, wallClockMs: 600_000, noProgress: 100 }, prompt: (i) => `run ${i.i}` });
@@ -41,11 +46,21 @@ export async function kvFloor(nc: NatsConnection, tasks: number, steps: number, 
   return elapsed;
 }
 
-/** A host running the loop agent in this process, with a {@link loopDriver} to run tasks through it. */
-export async function loopHost(nc: NatsConnection, prefix: string) {
-  const host = new Host({ nc, config: compileConfig({ prefix, host: { concurrency: 2000 } }), agents: [loopAgent], model: instantModel, logger: pino({ level: 'silent' }) });
+/** Characters of each result of the long task's tool: a small JSON answer, like a lookup's. */
+export const LONG_RESULT_CHARS = 200;
+
+/** The long-task workload (`npm run bench -- long`): the loop with `steps` steps, each tool result {@link LONG_RESULT_CHARS} characters. */
+export function longWorkload(steps: number): { agent: Agent<any>; model: ModelClient } {
+  const lookup = defineTool({ name: 'lookup', description: 'answers with a small record', input: z.object({ n: z.number() }), output: z.object({ n: z.number(), text: z.string() }), run: async ({ n }) => ({ n, text: 'x'.repeat(LONG_RESULT_CHARS - 20) }) });
+  const agent = defineAgent({ name: 'long', description: `the tool loop, ${steps} steps`, input: z.object({ i: z.number() }), system: 'bench', tools: [lookup], limits: { steps: steps + 2, wallClockMs: 3_600_000, noProgress: steps }, prompt: (i) => `run ${i.i}` });
+  return { agent, model: instantModelOf(steps, 'lookup') };
+}
+
+/** A host running one agent (the loop agent unless told) in this process, with a {@link loopDriver} to run tasks through it. */
+export async function loopHost(nc: NatsConnection, prefix: string, workload: { agent: Agent<any>; model: ModelClient } = { agent: loopAgent, model: instantModel }) {
+  const host = new Host({ nc, config: compileConfig({ prefix, host: { concurrency: 2000 } }), agents: [workload.agent], model: workload.model, logger: pino({ level: 'silent' }) });
   await host.start();
-  const driver = loopDriver(nc, prefix);
+  const driver = loopDriver(nc, prefix, workload.agent.name);
   return {
     ...driver,
     async close() {
@@ -60,7 +75,7 @@ export async function loopHost(nc: NatsConnection, prefix: string) {
  * tasks' events, whichever host (in this process or another) runs them. Keeps the time between a
  * task's consecutive model calls (its steps) as it goes.
  */
-export function loopDriver(nc: NatsConnection, prefix: string) {
+export function loopDriver(nc: NatsConnection, prefix: string, agent = 'loop') {
   const s = makeSubjects(prefix);
   const js: JetStreamClient = jetstream(nc);
   const lastModelAt = new Map<string, number>();
@@ -86,7 +101,7 @@ export function loopDriver(nc: NatsConnection, prefix: string) {
     async run(tasks: number): Promise<number> {
       const done = new Promise<void>((resolve) => (waiting = { left: tasks, resolve }));
       const started = performance.now();
-      await Promise.all(Array.from({ length: tasks }, () => { const i = next++; return js.publish(s.task('loop'), JSON.stringify({ taskId: `b${i}`, input: { i } }), { msgID: `b${i}` }); }));
+      await Promise.all(Array.from({ length: tasks }, () => { const i = next++; return js.publish(s.task(agent), JSON.stringify({ taskId: `b${i}`, input: { i } }), { msgID: `b${i}` }); }));
       await done;
       return performance.now() - started;
     },
