@@ -97,6 +97,10 @@ const NO_PEERS = 10005;
 
 /** JetStream's "JetStream system temporarily unavailable" (a cluster without a metadata leader). */
 const CLUSTER_UNAVAILABLE = 10008;
+/** JetStream's "subjects overlap with an existing stream". */
+const SUBJECTS_OVERLAP = 10065;
+/** JetStream's "stream not found". */
+const STREAM_NOT_FOUND = 10059;
 
 /** Failures that go away by themselves: no answer yet, no leader yet, a node that is down. */
 function transient(err: unknown): boolean {
@@ -267,12 +271,32 @@ async function scaleStream(jsm: JetStreamManager, name: string, replicas: number
   if ((info.config.num_replicas || 1) !== replicas) await jsm.streams.update(name, { num_replicas: replicas });
 }
 
+/**
+ * Creates the stream, or brings an existing one to `config`. Processes that start together update
+ * the same streams together, and nats-server 2.9 on a cluster may refuse an update that raced
+ * another update of the same stream with "subjects overlap with an existing stream": the stream
+ * it overlaps is itself, being updated (seen once in about fifteen concurrent start-ups of a dozen
+ * processes here). That refusal is tried again; a stream of someone else's that overlaps keeps
+ * the add's own error.
+ */
 async function upsertStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  let addError: JetStreamApiError;
   try {
     await jsm.streams.add(config);
+    return;
   } catch (err) {
     if (!(err instanceof JetStreamApiError) || err.code === NOT_CLUSTERED || err.code === NO_PEERS) throw err;
-    const { name, retention: _retention, storage: _storage, ...mutable } = config;
-    await jsm.streams.update(name, mutable);
+    addError = err;
+  }
+  const { name, retention: _retention, storage: _storage, ...mutable } = config;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await jsm.streams.update(name, mutable);
+      return;
+    } catch (err) {
+      if (err instanceof JetStreamApiError && err.code === STREAM_NOT_FOUND) throw addError;
+      if (!(err instanceof JetStreamApiError) || err.code !== SUBJECTS_OVERLAP || attempt === 5) throw err;
+      await sleep(50 * attempt);
+    }
   }
 }
