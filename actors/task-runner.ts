@@ -333,7 +333,7 @@ export class TaskRunner {
         this.version++;
         void this.fail({
           code: ErrorCode.snapshotTooLarge,
-          message: `the task's state is ${bytes} bytes, more than the NATS server accepts in one message (max_payload); it cannot be saved, so it was stopped. Raise max_payload in the server's configuration, or keep the task smaller: a smaller input, or a lower contextTokens for the agent, which trims the conversation`,
+          message: `the task's state is ${bytes} bytes, more than the NATS server accepts in one message (max_payload); it cannot be saved, so it was stopped. Raise max_payload in the server's configuration, or keep the task smaller: a smaller input, tools that return a reference to large output rather than the output, or fewer steps (the agent's limits.steps). The whole conversation is saved with the task; contextTokens only trims what the model is sent`,
         });
       },
       clock: this.deps.clock,
