@@ -1,12 +1,18 @@
 import { availableParallelism } from 'node:os';
 import type { NatsConnection } from '@nats-io/nats-core';
-import { fmt, percentile } from './stats.ts';
+import { fmt, medianOf, percentile } from './stats.ts';
 import type { PeerLoop } from './peers/peer.ts';
 import { startHostProcess } from './hosts.ts';
 import { LOOP_STEPS, loopDriver, loopHost } from './workloads.ts';
 
 /** Tasks run one at a time in the sequential case, for troupe and each peer alike. */
 export const SEQ_TASKS = 30;
+/**
+ * Each figure is the median of this many timed rounds (the sequential case's tasks split among
+ * them). Rounds of the same case in one run differed by 10 to 20% here, and a single round let
+ * one slow stretch of the machine decide a ratio.
+ */
+export const TIMED_ROUNDS = 3;
 /** Tasks started at once in the concurrent cases. */
 export const CONCURRENT = [200, 1000] as const;
 /**
@@ -34,14 +40,25 @@ export interface LoopFigures {
 const stepsPerSecond = (tasks: number, ms: number) => (tasks * LOOP_STEPS) / (ms / 1000);
 
 /**
- * One concurrent case: `tasks` tasks at once, once to warm up and once measured. Here the first
- * round at a new concurrency ran 25-45% slower than the rounds after it (V8 compiling the paths
- * only many tasks at once take, the heap growing to hold them), for a host in a process of its
- * own the most; the same holds for every runner, which is timed as it runs for long.
+ * One concurrent case: `tasks` tasks at once, once to warm up, then {@link TIMED_ROUNDS} measured
+ * rounds (their median). Here the first round at a new concurrency ran 25-45% slower than the
+ * rounds after it (V8 compiling the paths only many tasks at once take, the heap growing to hold
+ * them), for a host in a process of its own the most; the same holds for every runner, which is
+ * timed as it runs for long.
  */
 async function concurrentCase(run: (tasks: number) => Promise<number>, tasks: number): Promise<number> {
   await run(tasks);
-  return stepsPerSecond(tasks, await run(tasks));
+  return medianOf(TIMED_ROUNDS, async () => stepsPerSecond(tasks, await run(tasks)));
+}
+
+/** The sequential case: {@link SEQ_TASKS} tasks one after the other, in {@link TIMED_ROUNDS} rounds; the median round's steps per second. */
+function sequentialCase(run: () => Promise<number>): Promise<number> {
+  const perRound = Math.ceil(SEQ_TASKS / TIMED_ROUNDS);
+  return medianOf(TIMED_ROUNDS, async () => {
+    let elapsed = 0;
+    for (let i = 0; i < perRound; i++) elapsed += await run();
+    return stepsPerSecond(perRound, elapsed);
+  });
 }
 
 /** troupe's loop, sequential: a host in this process, `SEQ_TASKS` tasks one after the other after a warm-up. */
@@ -59,11 +76,10 @@ export async function troupeSequential(nc: NatsConnection, prefix = 'bseq'): Pro
       return publish(...args);
     }) as typeof nc.publish;
     const cpu = process.cpuUsage();
-    let elapsed = 0;
-    for (let i = 0; i < SEQ_TASKS; i++) elapsed += await loop.run(1);
+    const rate = await sequentialCase(() => loop.run(1));
     const used = process.cpuUsage(cpu);
     const steps = SEQ_TASKS * LOOP_STEPS;
-    return { stepsPerSecond: stepsPerSecond(SEQ_TASKS, elapsed), stepMs: [...loop.stepLatencies], cpuMsPerStep: (used.user + used.system) / 1000 / steps, sendsPerStep: sends / steps };
+    return { stepsPerSecond: rate, stepMs: [...loop.stepLatencies], cpuMsPerStep: (used.user + used.system) / 1000 / steps, sendsPerStep: sends / steps };
   } finally {
     nc.publish = publish;
     await loop.close();
@@ -128,15 +144,14 @@ export async function troupeLoop(nc: NatsConnection, natsUrl: string, prefix: st
 export async function peerLoopFigures(peer: PeerLoop): Promise<LoopFigures> {
   await warmUp((n) => peer.run(n));
   peer.stepLatencies.length = 0;
-  let elapsed = 0;
-  for (let i = 0; i < SEQ_TASKS; i++) elapsed += (await peer.run(1)).ms;
+  const sequential = await sequentialCase(async () => (await peer.run(1)).ms);
   const stepMs = [...peer.stepLatencies];
   const concurrent = new Map<number, number>();
   for (const tasks of CONCURRENT) {
     global.gc?.();
     concurrent.set(tasks, await concurrentCase(async (n) => (await peer.run(n)).ms, tasks));
   }
-  return { sequential: stepsPerSecond(SEQ_TASKS, elapsed), stepMs, concurrent };
+  return { sequential, stepMs, concurrent };
 }
 
 /** "p50 / p99" of step times, ms. */
